@@ -1,0 +1,18 @@
+"""AniPortrait Kit for ComfyUI: audio-driven portrait animation and face reenactment (AniPortrait, numerically
+faithful). ComfyUI imports this file; the model code lives in ``models/`` and imports without ComfyUI."""
+from .nodes import AniPortraitExtension
+from .nodes.common import install_free_hook, register_model_folder
+from .nodes import routes
+
+WEB_DIRECTORY = "./web"
+
+register_model_folder()
+install_free_hook()
+routes.register()
+
+
+async def comfy_entrypoint() -> AniPortraitExtension:
+    return AniPortraitExtension()
+
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

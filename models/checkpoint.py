@@ -1,0 +1,69 @@
+"""Reading checkpoints safely and loading them into modules with errors a user can act on."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+_SHOWN_KEYS = 8
+
+
+class CheckpointMismatchError(ValueError):
+    """A file does not hold the weights the module expects (wrong file in a slot, or a damaged file)."""
+
+
+def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file or a pickled state dict (loaded with ``weights_only=True``)."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".sft"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # old (non-zip) pickles cannot be memory-mapped
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointMismatchError(
+            f"{path} could not be read as a weights file ({type(exc).__name__}: {exc}). Pickles are loaded with "
+            "weights_only=True, so files that need arbitrary code cannot be used; convert it to .safetensors "
+            "or download the original file again.") from exc
+    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointMismatchError(f"{path} does not contain a state dict of tensors.")
+    return dict(data)
+
+
+def _describe(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > _SHOWN_KEYS else "")
+
+
+def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: Path | str,
+                 expected: str, may_be_missing: Callable[[str], bool] = lambda key: False,
+                 may_be_extra: Callable[[str], bool] = lambda key: False) -> None:
+    """Load ``state_dict`` strictly into ``module``.
+
+    ``may_be_missing`` / ``may_be_extra`` name the keys a released file legitimately lacks or carries on top.
+    Any other missing or unexpected key, or any shape mismatch, raises CheckpointMismatchError naming the file,
+    what was expected there, and the offending keys.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict and not may_be_missing(k)]
+    unexpected = [k for k in state_dict if k not in own and not may_be_extra(k)]
+    wrong_shape = [f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
+                   for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {_describe(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {_describe(unexpected)}")
+        if wrong_shape:
+            problems.append(f"shape mismatches (file != model): {_describe(wrong_shape)}")
+        raise CheckpointMismatchError(
+            f"{source} does not look like {expected}: " + "; ".join(problems)
+            + ". Check that the right file is selected in this slot (and the matching config), or download it again.")
+    module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)

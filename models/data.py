@@ -1,0 +1,73 @@
+"""Data passed between the stages (and between the ComfyUI nodes). Plain NumPy, no ComfyUI.
+
+Conventions (spec §4): landmark coordinates are MediaPipe's; 3-D meshes are in the canonical face frame
+(cm, y up); poses are [rx, ry, rz] Euler degrees (SciPy 'xyz') + [tx, ty, tz]; pixel coordinates are
+float64 with the origin at the top-left corner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FaceAnalysis:
+    """MediaPipe FaceLandmarker result for one image (the original's LMKExtractor dictionary)."""
+
+    lmks: np.ndarray          # (478, 3) float64: x/W, y/H, relative z
+    lmks3d: np.ndarray        # (468, 3) float64: canonical-space metric mesh of this face (pose removed)
+    trans_mat: np.ndarray     # (4, 4) float64: facial transformation matrix, canonical -> camera space
+    blendshapes: np.ndarray   # (51,) float64: the 52 scores minus "_neutral"
+    width: int                # size in pixels of the image that was analysed
+    height: int
+
+
+@dataclass
+class ReferenceFace:
+    """The reference portrait as analysed: the (optionally cropped) image and its face."""
+
+    face: FaceAnalysis
+    image: np.ndarray                       # (H, W, 3) uint8 RGB, exactly what MediaPipe saw
+    crop_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) in source pixels; may exceed it
+    source_size: tuple[int, int] | None = None          # (W, H) of the image before cropping
+
+
+@dataclass
+class MeshSequence:
+    """Per-frame 3-D vertex offsets from Audio2Mesh, added to a reference mesh."""
+
+    offsets: np.ndarray       # (L, 468, 3)
+    fps: float
+
+
+@dataclass
+class PoseSequence:
+    """Per-frame relative head pose (Audio2Pose, a template, or a driving video)."""
+
+    poses: np.ndarray         # (L, 6) float64: Euler xyz degrees, translation
+    fps: float
+
+
+@dataclass
+class LandmarkSequence:
+    """Per-frame 2-D landmarks in pixels of a width x height canvas."""
+
+    points: np.ndarray        # (L, 468, 2) float64 pixel coordinates
+    width: int
+    height: int
+    fps: float
+
+
+@dataclass
+class FaceTrack:
+    """MediaPipe results for every frame of a driving video (frames without a face are filled in)."""
+
+    lmks: np.ndarray          # (N, 478, 3)
+    lmks3d: np.ndarray        # (N, 468, 3)
+    trans_mat: np.ndarray     # (N, 4, 4)
+    blendshapes: np.ndarray   # (N, 51)
+    width: int
+    height: int
+    fps: float
+    detected: np.ndarray = field(default=None)  # (N,) bool: False where a frame was interpolated

@@ -1,0 +1,18 @@
+"""ComfyUI nodes of the pack: thin adapters over ``models/``. Each module lists its working nodes in NODES."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import audio, landmarks, output, pose_render, reenactment, video
+
+PREFIX = "APK_"
+CATEGORY = "AniPortrait"
+
+
+def all_nodes() -> list[type[io.ComfyNode]]:
+    return [node for module in (audio, landmarks, pose_render, video, reenactment, output) for node in module.NODES]
+
+
+class AniPortraitExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return all_nodes()

@@ -1,0 +1,4 @@
+"""audio nodes."""
+from __future__ import annotations
+
+NODES: list = []

@@ -1,0 +1,141 @@
+"""The thin layer between ComfyUI and the pack's plain-torch library: model folder, cache, devices, progress."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterable
+
+import numpy as np
+import torch
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+
+from ..models.cache import MODEL_CACHE
+from ..models.files import ensure_models
+from ..models.registry import MODEL_FILES
+
+log = logging.getLogger("aniportrait")
+
+FOLDER_NAME = "aniportrait"
+WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".task", ".json", ".npy"}
+PRECISIONS = ["auto", "fp16", "bf16", "fp32"]
+
+
+def register_model_folder() -> None:
+    """``ComfyUI/models/aniportrait`` (and any extra_model_paths entry for it) appears in dropdowns."""
+    folder_paths.add_model_folder_path(FOLDER_NAME, os.path.join(folder_paths.models_dir, FOLDER_NAME),
+                                       is_default=True)
+    folder_paths.folder_names_and_paths[FOLDER_NAME][1].update(WEIGHT_SUFFIXES)
+
+
+def models_dir() -> Path:
+    return Path(folder_paths.get_folder_paths(FOLDER_NAME)[0])
+
+
+def model_choices(registry_name: str, suffixes: Iterable[str]) -> list[str]:
+    """Dropdown entries for one model slot: the registry's default name first (downloaded on first use if
+    absent), then every other file in the models folder with a matching suffix."""
+    default = MODEL_FILES[registry_name].relpath
+    suffixes = tuple(suffixes)
+    files = [f for f in folder_paths.get_filename_list(FOLDER_NAME) if f.endswith(suffixes) and f != default]
+    return [default] + sorted(files)
+
+
+def folder_choices(registry_name: str) -> list[str]:
+    """Dropdown entries for a folder model (e.g. wav2vec2-base-960h): the default, then sub-folders that hold
+    a config.json."""
+    default = MODEL_FILES[registry_name].relpath
+    found = {str(Path(f).parent) for f in folder_paths.get_filename_list(FOLDER_NAME)
+             if f.endswith("config.json") and str(Path(f).parent) not in (".", default)}
+    return [default] + sorted(found)
+
+
+def resolve_model(registry_name: str, choice: str, allow_download: bool = True) -> Path:
+    """Path of the model selected in a dropdown. The registry default is downloaded when missing (if allowed);
+    any other choice must exist."""
+    if choice == MODEL_FILES[registry_name].relpath:
+        # None lets the environment decide (ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE); False forbids downloading
+        permission = None if allow_download else False
+        return ensure_models([registry_name], models_dir(), allow_download=permission)[registry_name]
+    for base in folder_paths.get_folder_paths(FOLDER_NAME):
+        candidate = Path(base) / choice
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"AniPortrait: the selected model '{choice}' is not in {models_dir()}. "
+                            "Refresh the page (R) to update the list, or pick another file.")
+
+
+def torch_device() -> torch.device:
+    return mm.get_torch_device()
+
+
+def resolve_dtype(precision: str, device: torch.device | None = None) -> torch.dtype:
+    """``auto`` is fp16 on a GPU (what AniPortrait was run with) and fp32 on the CPU."""
+    device = device or torch_device()
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+
+def cached_model(key: Hashable, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """The model for ``key`` from the shared cache, on the compute device.
+
+    ``build`` makes it on the CPU. The cache keeps it wrapped in a ModelPatcher so ComfyUI's memory manager
+    accounts for it and can offload it when other nodes need the memory.
+    """
+    def load() -> comfy.model_patcher.ModelPatcher:
+        module = build().eval()
+        return comfy.model_patcher.ModelPatcher(module, load_device=torch_device(),
+                                                offload_device=mm.unet_offload_device(),
+                                                size=mm.module_size(module))
+
+    patcher = MODEL_CACHE.get(key, load)
+    mm.load_models_gpu([patcher])
+    return patcher.model
+
+
+def install_free_hook() -> None:
+    """ComfyUI's "unload models" (POST /free) also empties our cache, so the memory is really returned."""
+    original = mm.unload_all_models
+    if getattr(original, "_aniportrait_hook", False):
+        return
+
+    def unload_all_models(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        count = MODEL_CACHE.clear()
+        if count:
+            log.info("AniPortrait: freed %d cached model(s)", count)
+        return result
+
+    unload_all_models._aniportrait_hook = True
+    mm.unload_all_models = unload_all_models
+
+
+def check_interrupt() -> None:
+    """Raises ComfyUI's interrupt exception when the user pressed Cancel."""
+    mm.throw_exception_if_processing_interrupted()
+
+
+def progress_bar(total: int) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback that drives the node's progress bar in the UI."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def update(done: int, total_now: int) -> None:
+        bar.update_absolute(done, total_now)
+
+    return update
+
+
+def images_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """IMAGE ``[B, H, W, 3]`` float 0..1 -> uint8 ``[B, H, W, 3]`` (exact for images that came from uint8)."""
+    return (images.detach().cpu().float().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+
+
+def uint8_to_images(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> IMAGE float 0..1 on ComfyUI's intermediate device."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
+    return tensor.to(mm.intermediate_device())

@@ -1,0 +1,4 @@
+"""landmarks nodes."""
+from __future__ import annotations
+
+NODES: list = []

@@ -1,0 +1,4 @@
+"""output nodes."""
+from __future__ import annotations
+
+NODES: list = []

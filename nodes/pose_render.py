@@ -1,0 +1,4 @@
+"""pose_render nodes."""
+from __future__ import annotations
+
+NODES: list = []

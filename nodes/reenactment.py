@@ -1,0 +1,4 @@
+"""reenactment nodes."""
+from __future__ import annotations
+
+NODES: list = []

@@ -1,0 +1,4 @@
+"""video nodes."""
+from __future__ import annotations
+
+NODES: list = []
