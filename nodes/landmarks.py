@@ -1,4 +1,119 @@
-"""landmarks nodes."""
+"""Face analysis nodes: the reference portrait and the driving video, through MediaPipe FaceLandmarker."""
 from __future__ import annotations
 
-NODES: list = []
+import cv2
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ..models.cache import MODEL_CACHE, file_identity
+from ..models.data import ReferenceFace as ReferenceFaceData
+from ..models.face.crop import crop_face
+from ..models.face.landmarker import FaceLandmarker
+from ..models.face.track import track_faces
+from . import types as apk
+from .common import check_interrupt, images_to_uint8, model_choices, progress_bar, resolve_model, uint8_to_images
+
+CROP_NONE = "none"
+CROP_AUTO = "auto (face-centred square)"
+LANDMARKER_TOOLTIP = ("MediaPipe FaceLandmarker task file in models/aniportrait "
+                      "(face_landmarker_v2_with_blendshapes.task is downloaded on first use).")
+
+
+def load_landmarker(choice: str) -> FaceLandmarker:
+    """The FaceLandmarker for a dropdown choice, shared through the model cache."""
+    path = resolve_model("face_landmarker", choice)
+    return MODEL_CACHE.get(("face_landmarker", file_identity(path)), lambda: FaceLandmarker(path))
+
+
+def _rgb_frames(images: torch.Tensor, input_name: str) -> np.ndarray:
+    if images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] != 3:
+        raise ValueError(f"AniPortrait: input '{input_name}' must be a non-empty RGB IMAGE batch [B, H, W, 3], "
+                         f"got shape {list(images.shape)}.")
+    return images_to_uint8(images)
+
+
+class ReferenceFace(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="APK_ReferenceFace", display_name="Reference Face (AniPortrait)", category="AniPortrait/face",
+            description="Analyses the reference portrait with MediaPipe (landmarks, 3-D face mesh, head pose) at "
+                        "the generation size, optionally cropping it around the face first like the AniPortrait app.",
+            inputs=[
+                io.Image.Input("image", tooltip="Reference portrait. Only the first image of a batch is used."),
+                io.Combo.Input("landmarker", options=model_choices("face_landmarker", [".task"]),
+                               tooltip=LANDMARKER_TOOLTIP),
+                io.Int.Input("width", default=512, min=64, max=2048, step=8,
+                             tooltip="Width of the generated video; the portrait is resized (bilinear) to width x "
+                                     "height for the face analysis, as AniPortrait does."),
+                io.Int.Input("height", default=512, min=64, max=2048, step=8,
+                             tooltip="Height of the generated video (see width)."),
+                io.Combo.Input("crop", options=[CROP_NONE, CROP_AUTO], default=CROP_NONE,
+                               tooltip="none: use the whole image (AniPortrait's scripts). auto: the AniPortrait "
+                                       "app's crop - a centred square if the face is large, else a square of 1.5x "
+                                       "the face box around the face (black where it leaves the image)."),
+            ],
+            outputs=[
+                apk.ReferenceFace.Output(display_name="reference_face",
+                                         tooltip="The analysed reference face (for projection, retargeting and "
+                                                 "rendering)."),
+                io.Image.Output(display_name="image",
+                                tooltip="The (cropped) portrait at its source resolution, for the reference encoder "
+                                        "(which resizes it itself)."),
+            ])
+
+    @classmethod
+    def execute(cls, image, landmarker, width, height, crop) -> io.NodeOutput:
+        source = _rgb_frames(image, "image")[0]
+        analyser = load_landmarker(landmarker)
+        box = None
+        portrait = source
+        if crop == CROP_AUTO:
+            found = analyser.analyse(source)
+            if found is None:
+                raise ValueError("AniPortrait: MediaPipe found no face in input 'image' (at its own size), so it "
+                                 "cannot be cropped. Use a portrait with a clearly visible face.")
+            portrait, box = crop_face(source, found.lmks)
+        # dsize is (width, height): the original passed (H, W) here (bug B1, only visible for W != H)
+        analysed = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_LINEAR)
+        face = analyser.analyse(analysed)
+        if face is None:
+            hint = ("a portrait where the face is larger" if crop == CROP_AUTO
+                    else f"crop '{CROP_AUTO}' or a larger face")
+            raise ValueError(f"AniPortrait: MediaPipe found no face in input 'image' resized to {width}x{height}. "
+                             f"Try {hint}.")
+        reference = ReferenceFaceData(face=face, image=analysed, crop_box=box,
+                                      source_size=(source.shape[1], source.shape[0]))
+        return io.NodeOutput(reference, uint8_to_images(portrait[None]))
+
+
+class VideoFaceLandmarks(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="APK_VideoFaceLandmarks", display_name="Video Face Landmarks (AniPortrait)",
+            category="AniPortrait/face",
+            description="Analyses every frame of a driving video with MediaPipe (face reenactment). Frames without "
+                        "a face are filled in from their neighbours (a warning lists them).",
+            inputs=[
+                io.Image.Input("frames", tooltip="Driving video frames [N, H, W, 3] (e.g. from Load Video); "
+                                                 "analysed at their own size."),
+                io.Combo.Input("landmarker", options=model_choices("face_landmarker", [".task"]),
+                               tooltip=LANDMARKER_TOOLTIP),
+                io.Float.Input("fps", default=30.0, min=1.0, max=240.0, step=0.001,
+                               tooltip="Frame rate of these frames (the source video's); resampling to the output "
+                                       "rate happens downstream."),
+            ],
+            outputs=[apk.FaceTrack.Output(display_name="face_track",
+                                          tooltip="Per-frame landmarks, 3-D mesh, head pose and blendshapes.")])
+
+    @classmethod
+    def execute(cls, frames, landmarker, fps) -> io.NodeOutput:
+        video = _rgb_frames(frames, "frames")
+        analyser = load_landmarker(landmarker)
+        track = track_faces(video, analyser, fps, progress=progress_bar(len(video)), check_interrupt=check_interrupt)
+        return io.NodeOutput(track)
+
+
+NODES = [ReferenceFace, VideoFaceLandmarks]

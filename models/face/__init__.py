@@ -1,0 +1,1 @@
+"""Face analysis: MediaPipe FaceLandmarker, the face-geometry port, cropping and per-frame tracking."""

@@ -1,0 +1,69 @@
+"""The Gradio app's reference crop (spec §13.3) and pasting generated frames back into the source image.
+
+Rule: with the landmark bounding box in pixels, a face covering at least 15 % of the image gets a centred square
+crop of side min(W, H); a smaller face gets a square of 1.5 x the larger box side centred on the box, padded
+with black where it leaves the image.
+
+Fix of upstream bug B15: the app cuts ``offset`` pixels from both ends of the long side, which leaves nothing
+when the sides differ by 1 (and one extra row/column for other odd differences). Here the centred crop is
+always exactly min(W, H) square; for even differences it is the app's crop.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CROP_EXPAND = 1.5
+LARGE_FACE_FRACTION = 0.15
+
+Box = tuple[int, int, int, int]   # (x0, y0, x1, y1) in source pixels, exclusive end; may extend past the image
+
+
+def crop_box(lmks: np.ndarray, width: int, height: int, expand: float = CROP_EXPAND) -> Box:
+    """The app's crop of a ``width`` x ``height`` image whose face has normalised landmarks ``lmks`` (N, ≥2)."""
+    xs = np.asarray(lmks)[:, 0] * width
+    ys = np.asarray(lmks)[:, 1] * height
+    x_min, x_max, y_min, y_max = float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())
+    box_w, box_h = x_max - x_min, y_max - y_min
+    if box_w * box_h >= width * height * LARGE_FACE_FRACTION:
+        side = min(width, height)
+        offset = (max(width, height) - side) // 2
+        return (offset, 0, offset + side, height) if width > height else (0, offset, width, offset + side)
+    centre_x, centre_y = x_min + box_w / 2, y_min + box_h / 2
+    side = max(box_w, box_h) * expand
+    # int() truncates towards zero like the app, so the box may come out one pixel off square
+    return (int(centre_x - side / 2), int(centre_y - side / 2), int(centre_x + side / 2), int(centre_y + side / 2))
+
+
+def crop_image(image: np.ndarray, box: Box) -> np.ndarray:
+    """The ``box`` region of an (H, W, C) image; parts outside the image are black."""
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"AniPortrait: the crop box {box} is empty.")
+    height, width = image.shape[:2]
+    out = np.zeros((y1 - y0, x1 - x0) + image.shape[2:], dtype=image.dtype)
+    src_x0, src_y0, src_x1, src_y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if src_x1 > src_x0 and src_y1 > src_y0:
+        out[src_y0 - y0:src_y1 - y0, src_x0 - x0:src_x1 - x0] = image[src_y0:src_y1, src_x0:src_x1]
+    return out
+
+
+def crop_face(image: np.ndarray, lmks: np.ndarray, expand: float = CROP_EXPAND) -> tuple[np.ndarray, Box]:
+    """The app's ``crop_face`` on an (H, W, C) image with the face's normalised landmarks: (crop, box)."""
+    box = crop_box(lmks, image.shape[1], image.shape[0], expand)
+    return crop_image(image, box), box
+
+
+def paste_back(source: np.ndarray, frames: np.ndarray, box: Box) -> np.ndarray:
+    """Frames (N, h, w, C) generated from the crop ``box`` of ``source`` (H, W, C), each resized to the box
+    (bilinear) and written over a copy of ``source``; parts of the box outside the source are dropped."""
+    x0, y0, x1, y1 = box
+    height, width = source.shape[:2]
+    src_x0, src_y0, src_x1, src_y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    out = np.repeat(source[None], len(frames), axis=0)
+    if src_x1 <= src_x0 or src_y1 <= src_y0:
+        return out
+    for i, frame in enumerate(frames):
+        resized = cv2.resize(frame, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        out[i, src_y0:src_y1, src_x0:src_x1] = resized[src_y0 - y0:src_y1 - y0, src_x0 - x0:src_x1 - x0]
+    return out
