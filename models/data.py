@@ -57,6 +57,9 @@ class LandmarkSequence:
     width: int
     height: int
     fps: float
+    # (W, H) the pose images are resized to after drawing at width x height; None = width x height. Face
+    # reenactment sets it: AniPortrait draws at the driving video's size, then resizes to the output size.
+    output_size: tuple[int, int] | None = None
 
 
 @dataclass

@@ -6,7 +6,6 @@ given, so the arrays are in the network's raw channel order (BGR semantics); rev
 """
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 
@@ -55,7 +54,8 @@ def canvas_pixels(normalized: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The coordinates go through float32 first (MediaPipe's landmark proto stores floats), then
     ``min(floor(v * 512), 511)``; landmarks outside [0, 1] (or NaN) are dropped.
     """
-    coords = np.asarray(normalized, dtype=np.float64)[:, :2].astype(np.float32).astype(np.float64)
+    with np.errstate(over="ignore"):   # far-off points become inf in float32 and are dropped like the original
+        coords = np.asarray(normalized, dtype=np.float64)[:, :2].astype(np.float32).astype(np.float64)
     valid = _inside_unit_interval(coords).all(axis=1)
     pixels = np.zeros(coords.shape, dtype=np.int64)
     pixels[valid] = np.minimum(np.floor(coords[valid] * CANVAS_SIZE), CANVAS_SIZE - 1).astype(np.int64)

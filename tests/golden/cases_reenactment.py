@@ -1,4 +1,112 @@
-"""Golden cases: cases_reenactment."""
+"""Golden cases ``j_`` (vid2vid face reenactment, landmark path) and ``k_`` (head-pose template), from the stored
+per-frame MediaPipe arrays (MediaPipe itself differs across versions/CPUs; the retarget maths must not)."""
 from __future__ import annotations
 
-CASES: dict = {}
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.data import FaceAnalysis, FaceTrack
+from models.face.drawing import draw_pose_canvas, draw_pose_image
+from models.face.pose_template import (relative_head_matrices, relative_head_poses, resample_template,
+                                       template_time_axes, pose_template)
+from models.face.projection import matrix_to_euler_and_translation, perspective_matrix
+from models.face.retarget import retarget_face, retarget_motion
+from models.video_io import read_video_frames
+
+from .compare import Comparison, compare
+
+# golden README: scipy versions move Euler angles by a few 1e-6 deg
+POSE_TOL = 1e-5
+MATRIX_TOL = 1e-7
+VERTEX_TOL = 1e-12
+PROJECTION_TOL = 1e-5
+EXACT = 0.0
+
+
+def _reference(data, args: dict) -> FaceAnalysis:
+    return FaceAnalysis(lmks=data["ref_lmks"], lmks3d=data["ref_lmks3d"], trans_mat=data["ref_trans_mat"],
+                        blendshapes=data["ref_bs"], width=args["W"], height=args["H"])
+
+
+def _track(data, args: dict, frames: np.ndarray) -> FaceTrack:
+    return FaceTrack(lmks=data["src_lmks"][frames], lmks3d=data["src_lmks3d"][frames],
+                     trans_mat=data["src_trans_mat"][frames], blendshapes=data["src_bs"][frames],
+                     width=args["frame_width"], height=args["frame_height"], fps=float(args["src_fps"]))
+
+
+def _check_variant(case: str, data, args: dict, prefix: str) -> list[Comparison]:
+    """One retarget run (full, -acc subsampled, or cut at the faceless frame) against the ``prefix`` arrays."""
+    frames = data[f"{prefix}frame_indices"]
+    reference, track = _reference(data, args), _track(data, args, frames)
+    motion = retarget_motion(track.lmks3d, track.trans_mat, track.blendshapes, reference)
+    # the node path: fps None = the original's rate rule, size "auto" = the driving size for equal aspect ratios
+    landmarks = retarget_face(track, reference)
+    pose_images = np.stack([draw_pose_image(points, landmarks.width, landmarks.height,
+                                            output_size=landmarks.output_size) for points in landmarks.points])
+    results = [
+        compare(case, f"{prefix}min_bs_idx", motion.neutral_index, data[f"{prefix}min_bs_idx"], EXACT),
+        compare(case, f"{prefix}pose_arr", motion.poses, data[f"{prefix}pose_arr"], POSE_TOL),
+        compare(case, f"{prefix}pose_arr_smooth", motion.smoothed_poses, data[f"{prefix}pose_arr_smooth"], POSE_TOL),
+        compare(case, f"{prefix}projected", landmarks.points, data[f"{prefix}projected"], PROJECTION_TOL),
+        compare(case, f"{prefix}pose_images", pose_images, data[f"{prefix}pose_images"], EXACT,
+                f"{int((pose_images != data[f'{prefix}pose_images']).sum())} values differ"),
+    ]
+    if f"{prefix}verts_retarget" in data:
+        results.append(compare(case, f"{prefix}verts_retarget", motion.vertices, data[f"{prefix}verts_retarget"],
+                               VERTEX_TOL))
+    if prefix == "":
+        results.append(compare(case, "pose_mat_smooth", motion.matrices, data["pose_mat_smooth"], MATRIX_TOL))
+        lmk_images = np.stack([draw_pose_image(points, landmarks.width, landmarks.height)
+                               for points in landmarks.points])
+        results.append(compare(case, "lmk_images", lmk_images, data["lmk_images"], EXACT))
+        results.append(compare(case, "canvas512_frame0",
+                               draw_pose_canvas(landmarks.points[0] / [landmarks.width, landmarks.height]),
+                               data["canvas512_frame0"], EXACT))
+    return results
+
+
+def check_reenactment(case: str, info: dict, golden: Path) -> list[Comparison]:
+    data = np.load(golden / "cases" / info["file"])
+    args = info["args"]
+    angles, translation = matrix_to_euler_and_translation(data["src_trans_mat"])
+    results = [
+        compare(case, "pose_arr_abs", np.concatenate([angles, translation], axis=1), data["pose_arr_abs"], POSE_TOL),
+        compare(case, "perspective_P", perspective_matrix(args["frame_width"] / args["frame_height"]),
+                data["perspective_P"], EXACT),
+        compare(case, "ref_pose", draw_pose_image(data["ref_lmks"], args["W"], args["H"], normalized=True),
+                data["ref_pose"], EXACT),
+    ]
+    for prefix in ("", "acc_", "noface_"):
+        results += _check_variant(case, data, args, prefix)
+    return results
+
+
+def _decoded_frame_md5(video: Path) -> list[str]:
+    """md5 of every frame as the pack decodes it, in the BGR byte order the golden hashed."""
+    frames, _ = read_video_frames(video)
+    return [hashlib.md5(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR).tobytes()).hexdigest() for frame in frames]
+
+
+def check_pose_template(case: str, info: dict, golden: Path) -> list[Comparison]:
+    data = np.load(golden / "cases" / info["file"])
+    args = info["args"]
+    trans_mats, fps = data["trans_mat_f32"], float(args["fps"])
+    poses = relative_head_poses(trans_mats)
+    old_time, new_time = template_time_axes(len(trans_mats), fps)
+    decoded = _decoded_frame_md5(golden / "cases" / "pose_ref_video.mp4")
+    md5_mismatches = sum(a != b for a, b in zip(decoded, data["frame_md5"])) + abs(len(decoded) - len(data["frame_md5"]))
+    return [
+        compare(case, "frame_md5", md5_mismatches, 0, EXACT, "frames decoded by models.video_io that differ"),
+        compare(case, "pose_mats", relative_head_matrices(trans_mats), data["pose_mats"], EXACT),
+        compare(case, "pose_arr", poses, data["pose_arr"], POSE_TOL),
+        compare(case, "old_time", old_time, data["old_time"], EXACT),
+        compare(case, "new_time", new_time, data["new_time"], EXACT),
+        compare(case, "pose_arr_interp", resample_template(poses, fps), data["pose_arr_interp"], POSE_TOL),
+        compare(case, "pose_temp", pose_template(trans_mats, fps), data["pose_temp"], POSE_TOL),
+    ]
+
+
+CASES = {"j_": check_reenactment, "k_": check_pose_template}
