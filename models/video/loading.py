@@ -1,0 +1,108 @@
+"""Builders (any device, ``"meta"`` for shape-only models) and strict checkpoint loaders of the Lmk2Video networks.
+
+Loaders build on the meta device and materialise uninitialised memory, so no time goes into random
+initialisation; the strict key checks guarantee every tensor is then overwritten from the files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import CheckpointMismatchError, load_weights, read_state_dict
+from .pose_guider import PoseGuider
+from .reference_unet import ReferenceUNet
+from .unet3d import UNet3DConditionModel
+from .unet_blocks import unet_config_from_dict
+
+# Keys of the SD1.5 UNet's output layers: a full SD1.5-style UNet file carries them, AniPortrait's reference
+# UNet class has no such layers (its output is never used), so they are accepted and ignored.
+_SD15_OUTPUT_LAYER_PREFIXES = ("conv_norm_out.", "conv_out.")
+
+
+def is_motion_module_key(key: str) -> bool:
+    """Keys that motion_module.pth holds (the original's stage-2 save filter)."""
+    return "motion_module" in key
+
+
+def read_unet_config(path: Path | str) -> dict:
+    """SD1.5's ``unet/config.json`` as a dict, checked to describe a UNet these models implement."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"UNet config {path} not found: AniPortrait needs Stable Diffusion 1.5's "
+                                "unet/config.json at stable-diffusion-v1-5/unet/config.json in the models folder")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a JSON UNet config ({exc}); download SD1.5's unet/config.json again") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a UNet config (expected a JSON object)")
+    unet_config_from_dict(config, source=str(path))
+    return config
+
+
+def _finish(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    return model.to(dtype=dtype).eval().requires_grad_(False)
+
+
+def build_denoising_unet(unet_config: dict, device: str | torch.device = "cpu",
+                         dtype: torch.dtype = torch.float32) -> UNet3DConditionModel:
+    with torch.device(device):
+        return _finish(UNet3DConditionModel(unet_config_from_dict(unet_config)), dtype)
+
+
+def build_reference_unet(unet_config: dict, device: str | torch.device = "cpu",
+                         dtype: torch.dtype = torch.float32) -> ReferenceUNet:
+    with torch.device(device):
+        return _finish(ReferenceUNet(unet_config_from_dict(unet_config)), dtype)
+
+
+def build_pose_guider(noise_latent_channels: int = 320, num_heads: int = 16, head_dim: int = 88,
+                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> PoseGuider:
+    with torch.device(device):
+        return _finish(PoseGuider(noise_latent_channels, num_heads, head_dim), dtype)
+
+
+def _materialise(model: nn.Module) -> nn.Module:
+    """Meta-built model -> uninitialised CPU memory (every tensor is then loaded from a checkpoint)."""
+    return model.to_empty(device="cpu")
+
+
+def load_denoising_unet(unet_config_path: Path | str, denoising_unet_path: Path | str,
+                        motion_module_path: Path | str, dtype: torch.dtype) -> UNet3DConditionModel:
+    """UNet3D from denoising_unet.pth (spatial keys) and motion_module.pth (motion-module keys).
+
+    As in the original, denoising_unet.pth is applied last, so it wins for keys both files hold. Each file must
+    hold its whole part: the error names the file and the keys when not.
+    """
+    model = _materialise(build_denoising_unet(read_unet_config(unet_config_path), "meta", dtype))
+    load_weights(model, read_state_dict(motion_module_path), motion_module_path,
+                 "AniPortrait's motion modules (motion_module.pth)",
+                 may_be_missing=lambda key: not is_motion_module_key(key))
+    load_weights(model, read_state_dict(denoising_unet_path), denoising_unet_path,
+                 "AniPortrait's denoising UNet (denoising_unet.pth)", may_be_missing=is_motion_module_key)
+    return model
+
+
+def load_reference_unet(unet_config_path: Path | str, reference_unet_path: Path | str,
+                        dtype: torch.dtype) -> ReferenceUNet:
+    model = _materialise(build_reference_unet(read_unet_config(unet_config_path), "meta", dtype))
+    load_weights(model, read_state_dict(reference_unet_path), reference_unet_path,
+                 "AniPortrait's reference UNet (reference_unet.pth)",
+                 may_be_extra=lambda key: key.startswith(_SD15_OUTPUT_LAYER_PREFIXES))
+    return model
+
+
+def load_pose_guider(path: Path | str, dtype: torch.dtype, num_heads: int = 16, head_dim: int = 88) -> PoseGuider:
+    """PoseGuider from pose_guider.pth; its width (noise_latent_channels) is read from the file."""
+    state = read_state_dict(path)
+    projection = state.get("final_proj.weight")
+    if projection is None or projection.ndim != 4 or projection.shape[0] % 32:
+        raise CheckpointMismatchError(
+            f"{path} does not look like AniPortrait's PoseGuider (pose_guider.pth): no usable 'final_proj.weight'. "
+            "Check that the right file is selected in this slot, or download it again.")
+    model = _materialise(build_pose_guider(projection.shape[0], num_heads, head_dim, "meta", dtype))
+    load_weights(model, state, path, f"AniPortrait's PoseGuider (pose_guider.pth, {num_heads} heads x {head_dim})")
+    return model
