@@ -21,9 +21,7 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 
         return load_file(str(path), device="cpu")
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # old (non-zip) pickles cannot be memory-mapped
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        data = _load_pickle(path)
     except Exception as exc:
         raise CheckpointMismatchError(
             f"{path} could not be read as a weights file ({type(exc).__name__}: {exc}). Pickles are loaded with "
@@ -34,6 +32,13 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointMismatchError(f"{path} does not contain a state dict of tensors.")
     return dict(data)
+
+
+def _load_pickle(path: Path) -> object:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # old (non-zip) pickles cannot be memory-mapped
+        return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def _describe(keys: list[str]) -> str:
@@ -67,3 +72,15 @@ def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]
             f"{source} does not look like {expected}: " + "; ".join(problems)
             + ". Check that the right file is selected in this slot (and the matching config), or download it again.")
     module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
+
+
+def build_uninitialised(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``build()`` without the cost of random initialisation (seconds for large models).
+
+    The module is constructed on the meta device and then given uninitialised CPU storage, so every parameter
+    and persistent buffer must afterwards be filled by ``load_weights`` (which fails on any missing key).
+    Non-persistent buffers are NOT in a state dict: the caller must set them again.
+    """
+    with torch.device("meta"):
+        module = build()
+    return module.to_empty(device="cpu")

@@ -18,6 +18,7 @@ from .registry import MODEL_FILES, ModelFile
 log = logging.getLogger("aniportrait")
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
+DOWNLOAD_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_models.py"
 
 
 class MissingModelFilesError(FileNotFoundError):
@@ -28,9 +29,11 @@ class MissingModelFilesError(FileNotFoundError):
         lines = [f"AniPortrait: {len(missing)} model file(s) missing under {root} ({reason}):"]
         for model, path in missing:
             lines.append(f"  - {path}  [{model.name}: {model.purpose}, {model.size}]  from {model.source}")
+        names = " ".join(dict.fromkeys(model.name for model, _ in missing))
         lines.append("Put each file at the path shown (the layout of AniPortrait's pretrained_weights/ folder), "
                      "or allow downloads (unset ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE and connect to the internet) "
-                     "and run again. README.md, section 'Models', has the download commands.")
+                     "and run again, or download them with:")
+        lines.append(f"  python {DOWNLOAD_SCRIPT} --models-dir {root} --only {names}")
         super().__init__("\n".join(lines))
 
 

@@ -5,12 +5,15 @@ of that folder works as is.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 ANIPORTRAIT_REPO = "ZJYang/AniPortrait"
-MEDIAPIPE_FACE_LANDMARKER_URL = (
-    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task"
-)
+# ANIPORTRAIT_FACE_LANDMARKER_URL replaces the download address of the MediaPipe file (a mirror; the download
+# tests point it at a local server). Hub files follow HF_ENDPOINT instead.
+MEDIAPIPE_FACE_LANDMARKER_URL = os.environ.get(
+    "ANIPORTRAIT_FACE_LANDMARKER_URL",
+    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""Shared test fixtures: where things are, the ComfyUI install, a tiny models folder and a real server."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness.client import ComfyClient
+from tests.harness.models_dir import build_models_dir
+from tests.harness.server import ComfyServer
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", REPO.parent / "shared")).resolve()
+GOLDEN = SHARED / "golden"
+ASSETS = SHARED / "assets"
+ARTIFACTS = REPO / "tests" / "artifacts"  # git-ignored; CI keeps it for post-mortems
+PACK_FOLDER_NAME = "ComfyUI-AniPortrait-Kit"
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    if not (GOLDEN / "tiny").is_dir():
+        pytest.fail(f"golden data not found at {GOLDEN}: put the shared folder beside the repository "
+                    "or set ANIPORTRAIT_SHARED")
+    return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    return ASSETS
+
+
+@pytest.fixture(scope="session")
+def comfy_root() -> Path:
+    """The ComfyUI install of .ci/install_comfyui.sh (venv/ + ComfyUI/), installed on first use."""
+    root = Path(os.environ.get("ANIPORTRAIT_COMFY_ROOT", Path.home() / ".cache" / "aniportrait-comfyui"))
+    if not (root / "venv" / "bin" / "python").exists() or not (root / "ComfyUI" / "main.py").exists():
+        subprocess.run(["bash", str(REPO / ".ci" / "install_comfyui.sh"), str(root)], check=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path, assets_dir: Path) -> Path:
+    """A models folder (layout of pretrained_weights/) of links to the tiny golden checkpoints."""
+    return build_models_dir(tmp_path_factory.mktemp("models") / "aniportrait", golden_dir, assets_dir)
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_root: Path, tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real ComfyUI with this pack and the tiny models, shared by the whole session."""
+    server = ComfyServer(comfy_root, packs=[(PACK_FOLDER_NAME, REPO)], model_folders={"aniportrait": tiny_models},
+                         base_dir=tmp_path_factory.mktemp("comfy-base"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copyfile(server.log_path, ARTIFACTS / "comfyui-server.log")
+
+
+@pytest.fixture(scope="session")
+def client(comfy_server: ComfyServer) -> ComfyClient:
+    return ComfyClient(comfy_server.url)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failing server test shows the end of the server log next to its own output."""
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "funcargs", {}).get("comfy_server")
+    if report.failed and isinstance(server, ComfyServer):
+        report.sections.append(("ComfyUI server log (last 150 lines)", server.log_tail(150)))
