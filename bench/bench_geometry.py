@@ -11,42 +11,28 @@ runs it (chunks converted into a float IMAGE batch). Best of N passes, one proce
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from models.data import FaceAnalysis, FaceTrack
-from models.face.drawing import draw_pose_image, raw_to_display
+from bench.common import best_seconds, machine_description, write_results
+from models.data import FaceAnalysis, FaceTrack, LandmarkSequence
+from models.face.drawing import draw_pose_image, draw_pose_images, raw_to_display
 from models.face.projection import project_mesh_sequence
 from models.face.retarget import retarget_face
 
-REPO = Path(__file__).resolve().parents[1]
-CASES = REPO.parent / "shared" / "golden" / "cases"
-RESULTS = REPO / "bench" / "results"
-
-
-def best_seconds(run: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+CASES = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cases"
 
 
 def tiled(array: np.ndarray, count: int) -> np.ndarray:
     return np.resize(array, (count,) + array.shape[1:])
 
 
-def render_into(images: torch.Tensor, points: np.ndarray, size: int, chunk: int = 32) -> None:
+def render_into(images: torch.Tensor, landmarks: LandmarkSequence, chunk: int = 32) -> None:
     """What APK_RenderPoseImage runs: draw a chunk, reverse to display RGB, convert to float, store."""
-    for start in range(0, len(points), chunk):
-        raw = np.stack([draw_pose_image(p, size, size) for p in points[start:start + chunk]])
+    for start in range(0, len(landmarks.points), chunk):
+        raw = draw_pose_images(landmarks, slice(start, start + chunk))
         images[start:start + len(raw)] = torch.from_numpy(raw_to_display(raw)).float() / 255.0
 
 
@@ -71,7 +57,8 @@ def main() -> None:
     points = project_mesh_sequence(face, offsets, poses)
     draw_s = best_seconds(lambda: [draw_pose_image(p, size, size) for p in points], args.repeats)
     images = torch.empty((count, size, size, 3), dtype=torch.float32)   # the IMAGE batch, allocated once
-    node_s = best_seconds(lambda: render_into(images, points, size), args.repeats)
+    landmarks = LandmarkSequence(points=points, width=size, height=size, fps=30.0)
+    node_s = best_seconds(lambda: render_into(images, landmarks), args.repeats)
 
     driving = np.load(CASES / "j_reenactment.npz")
     track = FaceTrack(lmks=tiled(driving["src_lmks"], count), lmks3d=tiled(driving["src_lmks3d"], count),
@@ -95,11 +82,9 @@ def main() -> None:
         "retarget_output_frames": retarget_frames,
         "seconds_for_clip": {"projection": batched_s, "render": draw_s, "render_to_image": node_s,
                              "retarget": retarget_s},
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
+        "machine": machine_description(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "geometry.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "geometry.md").write_text(
+    write_results("geometry", result,
         f"# Geometry speed\n\n"
         f"{count} frames (golden inputs tiled), output {size}x{size}; best of {args.repeats} passes, one process, "
         f"CPU.\n\n"
@@ -114,7 +99,6 @@ def main() -> None:
         f"Batched projection is {result['projection_batched_speedup']:.1f}x the frame-by-frame loop. "
         f"Rendering costs {result['render_ms_per_frame']:.2f} ms per frame. The IMAGE batch itself takes "
         f"{result['image_batch_gib']:.2f} GiB (float32, ComfyUI's format).\n")
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

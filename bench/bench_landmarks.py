@@ -2,7 +2,7 @@
 
     ~/.cache/aniportrait-comfyui/venv/bin/python -m bench.bench_landmarks [--video PATH] [--task PATH] [--repeats N]
 
-Frames are decoded once with PyAV (RGB) before timing. (a) times MediaPipe's FaceLandmarker alone (landmarks,
+Frames are decoded once (RGB, models.video_io) before timing. (a) times MediaPipe's FaceLandmarker alone (landmarks,
 blendshapes and its transformation matrix); (b) times what the nodes run per frame: MediaPipe + conversion to
 arrays + the face-geometry port (``lmks3d``, ``trans_mat``). Both in one process, best of N passes over the video.
 Writes bench/results/landmarks.json and .md.
@@ -10,35 +10,14 @@ Writes bench/results/landmarks.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import time
 from pathlib import Path
 
-import av
-import numpy as np
-
+from bench.common import best_seconds, machine_description, write_results
 from models.face.geometry import face_geometry
 from models.face.landmarker import FaceLandmarker
+from models.video_io import read_video_frames
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-RESULTS = REPO / "bench" / "results"
-
-
-def decode_rgb(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
-
-
-def best_pass_seconds(run_frame, frames: np.ndarray, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for frame in frames:
-            run_frame(frame)
-        best = min(best, time.perf_counter() - start)
-    return best
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def main() -> None:
@@ -48,16 +27,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    frames = decode_rgb(args.video)
+    frames, _ = read_video_frames(args.video)
     with FaceLandmarker(args.task) as landmarker:
         landmarker.analyse(frames[0])   # warm-up (graph start, XNNPACK set-up)
-        mediapipe_s = best_pass_seconds(landmarker.detect, frames, args.repeats)
-        full_s = best_pass_seconds(landmarker.analyse, frames, args.repeats)
+        mediapipe_s = best_seconds(lambda: [landmarker.detect(frame) for frame in frames], args.repeats)
+        full_s = best_seconds(lambda: [landmarker.analyse(frame) for frame in frames], args.repeats)
         faces = [landmarker.analyse(frame) for frame in frames]
         height, width = frames.shape[1:3]
         found = [f for f in faces if f is not None]
-        port_s = best_pass_seconds(lambda face: face_geometry(face.lmks, width, height, landmarker.metadata),
-                                   found, args.repeats)
+        port_s = best_seconds(lambda: [face_geometry(face.lmks, width, height, landmarker.metadata) for face in found],
+                              args.repeats)
 
     count = len(frames)
     result = {
@@ -67,11 +46,9 @@ def main() -> None:
         "mediapipe_plus_port_fps": count / full_s,
         "port_only_ms_per_frame": 1000 * port_s / len(found),
         "port_share_of_full": 1 - mediapipe_s / full_s,
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
+        "machine": machine_description(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "landmarks.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "landmarks.md").write_text(
+    write_results("landmarks", result,
         f"# Landmark extraction speed\n\n"
         f"{count} frames of `{args.video.name}` ({width}x{height}), decoded with PyAV beforehand; best of "
         f"{args.repeats} passes, one process, CPU.\n\n"
@@ -80,7 +57,6 @@ def main() -> None:
         f"| (b) MediaPipe + arrays + geometry port (what the nodes run) | {result['mediapipe_plus_port_fps']:.1f} |\n\n"
         f"Geometry port alone: {result['port_only_ms_per_frame']:.2f} ms per frame "
         f"({100 * result['port_share_of_full']:.1f} % of (b)). Faces found in {len(found)} of {count} frames.\n")
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

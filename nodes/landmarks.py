@@ -1,15 +1,13 @@
 """Face analysis nodes: the reference portrait and the driving video, through MediaPipe FaceLandmarker."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from comfy_api.latest import io
 
 from ..models.cache import MODEL_CACHE, file_identity
-from ..models.data import ReferenceFace as ReferenceFaceData
-from ..models.face.crop import crop_face
 from ..models.face.landmarker import FaceLandmarker
+from ..models.face.reference import analyse_reference
 from ..models.face.track import track_faces
 from . import types as apk
 from .common import check_interrupt, images_to_uint8, model_choices, progress_bar, resolve_model, uint8_to_images
@@ -66,25 +64,8 @@ class ReferenceFace(io.ComfyNode):
     @classmethod
     def execute(cls, image, landmarker, width, height, crop) -> io.NodeOutput:
         source = _rgb_frames(image, "image")[0]
-        analyser = load_landmarker(landmarker)
-        box = None
-        portrait = source
-        if crop == CROP_AUTO:
-            found = analyser.analyse(source)
-            if found is None:
-                raise ValueError("AniPortrait: MediaPipe found no face in input 'image' (at its own size), so it "
-                                 "cannot be cropped. Use a portrait with a clearly visible face.")
-            portrait, box = crop_face(source, found.lmks)
-        # dsize is (width, height): the original passed (H, W) here (bug B1, only visible for W != H)
-        analysed = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_LINEAR)
-        face = analyser.analyse(analysed)
-        if face is None:
-            hint = ("a portrait where the face is larger" if crop == CROP_AUTO
-                    else f"crop '{CROP_AUTO}' or a larger face")
-            raise ValueError(f"AniPortrait: MediaPipe found no face in input 'image' resized to {width}x{height}. "
-                             f"Try {hint}.")
-        reference = ReferenceFaceData(face=face, image=analysed, crop_box=box,
-                                      source_size=(source.shape[1], source.shape[0]))
+        reference, portrait = analyse_reference(load_landmarker(landmarker), source, width, height,
+                                                crop=crop == CROP_AUTO)
         return io.NodeOutput(reference, uint8_to_images(portrait[None]))
 
 

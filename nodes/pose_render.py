@@ -1,12 +1,11 @@
 """Geometry nodes: mesh + head pose -> 2-D landmarks, landmarks -> pose images (the PoseGuider's input)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from comfy_api.latest import io
 
 from ..models.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace
-from ..models.face.drawing import draw_pose_image, raw_to_display
+from ..models.face.drawing import draw_pose_image, draw_pose_images, raw_to_display
 from ..models.face.projection import project_mesh_sequence
 from . import types as apk
 from .common import check_interrupt, progress_bar, uint8_to_images
@@ -68,9 +67,7 @@ def render_landmarks(landmarks: LandmarkSequence) -> torch.Tensor:
     images = None
     for start in range(0, total, RENDER_CHUNK):
         check_interrupt()
-        raw = np.stack([draw_pose_image(points, landmarks.width, landmarks.height, output_size=landmarks.output_size)
-                        for points in landmarks.points[start:start + RENDER_CHUNK]])
-        chunk = uint8_to_images(raw_to_display(raw))
+        chunk = uint8_to_images(raw_to_display(draw_pose_images(landmarks, slice(start, start + RENDER_CHUNK))))
         if images is None:
             images = chunk.new_empty((total,) + tuple(chunk.shape[1:]))
         images[start:start + len(chunk)] = chunk

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 import zipfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -16,27 +14,24 @@ from models.face.geometry import FaceGeometryError, face_geometry, weighted_proc
 from models.face.projection import project_points_with_trans
 from models.face.task_file import TaskFileError, read_geometry_metadata
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-TASK_FILE = SHARED / "assets" / "face_landmarker_v2_with_blendshapes.task"
-CASES = SHARED / "golden" / "cases"
 # MediaPipe computes in float32 (values up to ~30 cm); the port runs in float64. Observed: lmks3d <= 1.9e-5,
 # trans_mat <= 4.1e-5 over all 43 golden faces.
 PORT_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def metadata():
-    return read_geometry_metadata(TASK_FILE)
+def metadata(assets_dir):
+    return read_geometry_metadata(assets_dir / "face_landmarker_v2_with_blendshapes.task")
 
 
 @pytest.fixture(scope="module")
-def mesh_case():
-    return np.load(CASES / "c_mesh_projection.npz")
+def mesh_case(golden_dir):
+    return np.load(golden_dir / "cases" / "c_mesh_projection.npz")
 
 
 @pytest.fixture(scope="module")
-def reenactment_case():
-    return np.load(CASES / "j_reenactment.npz")
+def reenactment_case(golden_dir):
+    return np.load(golden_dir / "cases" / "j_reenactment.npz")
 
 
 def test_metadata_is_the_canonical_face_model(metadata, mesh_case):

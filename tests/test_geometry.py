@@ -3,7 +3,6 @@ smoothing, and a head-pose template made from the real video."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,19 +17,15 @@ from models.face.projection import (euler_and_translation_to_matrix, matrix_to_e
 from models.face.retarget import resample_to_fps, retarget_face, retarget_motion
 from models.smoothing import smooth_pose_seq
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-CASES = SHARED / "golden" / "cases"
-TASK_FILE = SHARED / "assets" / "face_landmarker_v2_with_blendshapes.task"
+
+@pytest.fixture(scope="module")
+def mesh_case(golden_dir):
+    return np.load(golden_dir / "cases" / "c_mesh_projection.npz")
 
 
 @pytest.fixture(scope="module")
-def mesh_case():
-    return np.load(CASES / "c_mesh_projection.npz")
-
-
-@pytest.fixture(scope="module")
-def reenactment_case():
-    case = np.load(CASES / "j_reenactment.npz")
+def reenactment_case(golden_dir):
+    case = np.load(golden_dir / "cases" / "j_reenactment.npz")
     return {name: case[name] for name in case.files if name.startswith(("src_", "ref_"))}
 
 
@@ -292,18 +287,18 @@ def test_retarget_expression_is_relative_to_the_most_neutral_frame(reenactment_c
 
 # --- head-pose template -----------------------------------------------------------------------------------------
 
-def test_pose_template_from_the_video():
+def test_pose_template_from_the_video(golden_dir, assets_dir):
     """Video -> MediaPipe -> template, end to end, against the template the original made from the same video
     (MediaPipe 1.2.2 + the geometry port instead of 0.10.11: measured <= 1.9e-3 deg / cm)."""
     from models.face.landmarker import FaceLandmarker
     from models.face.track import track_faces
     from models.video_io import read_video_frames
 
-    frames, fps = read_video_frames(CASES / "pose_ref_video.mp4")
-    with FaceLandmarker(TASK_FILE) as landmarker:
+    frames, fps = read_video_frames(golden_dir / "cases" / "pose_ref_video.mp4")
+    with FaceLandmarker(assets_dir / "face_landmarker_v2_with_blendshapes.task") as landmarker:
         track = track_faces(frames, landmarker, float(fps))
     template = pose_template(track.trans_mat, track.fps)
-    expected = np.load(CASES / "k_pose_template.npz")["pose_temp"]
+    expected = np.load(golden_dir / "cases" / "k_pose_template.npz")["pose_temp"]
     assert template.shape == expected.shape == (150, 6)
     np.testing.assert_allclose(template, expected, rtol=0, atol=2e-2)
 

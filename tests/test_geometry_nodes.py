@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 import soundfile
@@ -16,6 +15,7 @@ from PIL import Image
 
 from models.face.drawing import draw_pose_image
 from models.face.landmarker import FaceLandmarker
+from models.face.reference import analyse_reference
 from models.face.retarget import retarget_face
 from models.face.track import track_faces
 from models.video_io import read_video_frames
@@ -45,9 +45,9 @@ def _library_landmarks(golden_dir, assets_dir):
     frames, fps = read_video_frames(golden_dir / "cases" / "pose_ref_video.mp4")
     portrait = np.array(Image.open(golden_dir / "cases" / "ref_image.png").convert("RGB"))
     with FaceLandmarker(assets_dir / "face_landmarker_v2_with_blendshapes.task") as landmarker:
-        reference = landmarker.analyse(cv2.resize(portrait, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR))
+        reference, _ = analyse_reference(landmarker, portrait, SIZE, SIZE)
         track = track_faces(frames, landmarker, float(fps))
-    return reference, track
+    return reference.face, track
 
 
 def test_reenactment_pose_images_and_template(client, comfy_server, golden_dir, assets_dir):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
+import re
 
 import cv2
 import numpy as np
@@ -13,12 +13,9 @@ from scipy.spatial.transform import Rotation
 from models.data import FaceAnalysis
 from models.face.crop import crop_box, crop_face, crop_image, paste_back
 from models.face.landmarker import FaceLandmarker
+from models.face.reference import analyse_reference
 from models.face.task_file import TaskFileError
 from models.face.track import fill_missing_faces, track_faces
-
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-TASK_FILE = SHARED / "assets" / "face_landmarker_v2_with_blendshapes.task"
-CASES = SHARED / "golden" / "cases"
 
 # A fresh MediaPipe run is compared loosely: the goldens come from mediapipe 0.10.11, this is 1.2.2, and XNNPACK
 # float code may differ across CPUs. Tolerances are the golden README's suggestions (landmarks 2e-3 normalised,
@@ -34,19 +31,19 @@ SAME_LANDMARKS_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def landmarker():
-    with FaceLandmarker(TASK_FILE) as instance:
+def landmarker(assets_dir):
+    with FaceLandmarker(assets_dir / "face_landmarker_v2_with_blendshapes.task") as instance:
         yield instance
 
 
 @pytest.fixture(scope="module")
-def mesh_case():
-    return np.load(CASES / "c_mesh_projection.npz")
+def mesh_case(golden_dir):
+    return np.load(golden_dir / "cases" / "c_mesh_projection.npz")
 
 
 @pytest.fixture(scope="module")
-def driving():
-    case = np.load(CASES / "j_reenactment.npz")
+def driving(golden_dir):
+    case = np.load(golden_dir / "cases" / "j_reenactment.npz")
     return {name: case[name] for name in ("driving_frames", "src_lmks", "src_lmks3d", "src_trans_mat", "src_bs")}
 
 
@@ -159,10 +156,17 @@ def test_paste_back_restores_the_source():
     assert (changed[30:150, 0:100] == 0).all() and (changed[:, 100:] == source[:, 100:]).all()
 
 
-def test_crop_of_a_small_real_face_is_centred_on_it(landmarker):
-    portrait = cv2.cvtColor(cv2.imread(str(SHARED / "assets" / "solo.png")), cv2.COLOR_BGR2RGB)
+@pytest.fixture(scope="module")
+def small_face_scene(assets_dir) -> np.ndarray:
+    """An 800 x 600 black scene with a 200 x 200 portrait pasted at (80, 350): a small, off-centre face."""
+    portrait = cv2.cvtColor(cv2.imread(str(assets_dir / "solo.png")), cv2.COLOR_BGR2RGB)
     scene = np.zeros((600, 800, 3), dtype=np.uint8)
-    scene[350:550, 80:280] = cv2.resize(portrait, (200, 200), interpolation=cv2.INTER_AREA)   # small, off-centre
+    scene[350:550, 80:280] = cv2.resize(portrait, (200, 200), interpolation=cv2.INTER_AREA)
+    return scene
+
+
+def test_crop_of_a_small_real_face_is_centred_on_it(landmarker, small_face_scene):
+    scene = small_face_scene
     face = landmarker.analyse(scene)
     crop, box = crop_face(scene, face.lmks)
     pixels = face.lmks[:, :2] * (800, 600)
@@ -172,6 +176,36 @@ def test_crop_of_a_small_real_face_is_centred_on_it(landmarker):
     assert refound is not None
     centre = (refound.lmks[:, :2].min(axis=0) + refound.lmks[:, :2].max(axis=0)) / 2
     np.testing.assert_allclose(centre, [0.5, 0.5], atol=0.02)
+
+
+# --- reference preparation (the Reference Face node) -----------------------------------------------------------
+
+def test_reference_is_analysed_at_the_generation_size(landmarker, mesh_case, golden_dir):
+    """The original resized the 327 x 330 (W x H) portrait to 128 x 128 for MediaPipe: same pixels, same face."""
+    source = cv2.cvtColor(cv2.imread(str(golden_dir / "cases" / "ref_image.png")), cv2.COLOR_BGR2RGB)
+    reference, portrait = analyse_reference(landmarker, source, 128, 128)
+    np.testing.assert_array_equal(reference.image, mesh_case["ref_bgr_for_mediapipe"][..., ::-1])
+    assert portrait is source and reference.crop_box is None and reference.source_size == (327, 330)
+    _assert_matches(reference.face, mesh_case["mp_lmks"], mesh_case["mp_lmks3d"], mesh_case["mp_trans_mat"],
+                    mesh_case["mp_bs"], "reference")
+
+
+def test_reference_crop_then_resize_to_width_by_height(landmarker, small_face_scene):
+    reference, portrait = analyse_reference(landmarker, small_face_scene, 96, 128, crop=True)
+    expected_crop, expected_box = crop_face(small_face_scene, landmarker.analyse(small_face_scene).lmks)
+    np.testing.assert_array_equal(portrait, expected_crop)
+    assert reference.crop_box == expected_box and reference.source_size == (800, 600)
+    # dsize (width, height): not the original's swapped (H, W) (bug B1)
+    assert reference.image.shape == (128, 96, 3) and (reference.face.width, reference.face.height) == (96, 128)
+
+
+def test_reference_without_a_face_says_what_to_do(landmarker):
+    black = np.zeros((96, 96, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=re.escape("no face in the reference image resized to 64x80. Try crop 'auto'")):
+        analyse_reference(landmarker, black, 64, 80)
+    with pytest.raises(ValueError, match=re.escape("no face in the reference image (at its own size), so it cannot be "
+                                                   "cropped")):
+        analyse_reference(landmarker, black, 64, 80, crop=True)
 
 
 # --- driving video tracking -------------------------------------------------------------------------------------
@@ -255,12 +289,12 @@ def test_fill_is_exact_on_synthetic_faces():
 # --- nodes in a real ComfyUI ------------------------------------------------------------------------------------
 
 @pytest.mark.server
-def test_reference_face_node_returns_the_crop_at_source_resolution(client, comfy_server):
+def test_reference_face_node_returns_the_crop_at_source_resolution(client, comfy_server, golden_dir):
     from tests.harness.graph import Graph
 
     graph = Graph(client.object_info())
-    source = cv2.imread(str(CASES / "ref_image.png"))
-    image = graph.add("LoadImage", upload=client.upload(CASES / "ref_image.png"))
+    source = cv2.imread(str(golden_dir / "cases" / "ref_image.png"))
+    image = graph.add("LoadImage", upload=client.upload(golden_dir / "cases" / "ref_image.png"))
     reference = graph.add("APK_ReferenceFace", image, width=128, height=128, crop="auto (face-centred square)")
     graph.add("SaveImage", reference.out("IMAGE"), filename_prefix="apk_reference_crop")
     graph.add("PreviewAny", reference.out("APK_REFERENCE_FACE"))
@@ -284,15 +318,15 @@ def test_reference_face_node_without_a_face_names_the_input(client, comfy_server
     graph.add("PreviewAny", reference.out("APK_REFERENCE_FACE"))
     run = client.run(graph.prompt)
     assert run.status == "error"
-    assert "found no face in input 'image'" in run.error["exception_message"]
+    assert "found no face in the reference image" in run.error["exception_message"]
 
 
 @pytest.mark.server
-def test_video_face_landmarks_node_runs(client, comfy_server):
+def test_video_face_landmarks_node_runs(client, comfy_server, golden_dir):
     from tests.harness.graph import Graph
 
     graph = Graph(client.object_info())
-    frames = graph.add("LoadImage", upload=client.upload(SHARED / "golden" / "cases" / "j_frame_0000.png"))
+    frames = graph.add("LoadImage", upload=client.upload(golden_dir / "cases" / "j_frame_0000.png"))
     track = graph.add("APK_VideoFaceLandmarks", frames, fps=25.0)
     graph.add("PreviewAny", track)
     run = client.run(graph.prompt)

@@ -15,6 +15,7 @@ from models.video.loading import (build_pose_guider, load_denoising_unet, load_p
 from models.video.reference_unet import round_bank_like_original
 from tests.golden import cases_unet
 from tests.golden.manifests import check_manifests
+from tests.golden.runner import run_cases
 
 FRAMES, LATENT_SIZE, POSE_SIZE = 4, 8, 64
 
@@ -32,9 +33,7 @@ def unet_config(tiny: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pose_guider(tiny: Path):
-    settings = json.loads((tiny / "tiny_config.json").read_text())["pose_guider"]
-    return load_pose_guider(tiny / "pose_guider.pth", torch.float32, settings["transformer_num_attention_heads"],
-                            settings["transformer_attention_head_dim"])
+    return cases_unet.load_tiny_pose_guider(tiny)
 
 
 @pytest.fixture(scope="module")
@@ -232,12 +231,7 @@ def test_pose_guider_feature_shapes_round_up_like_the_unet():
 # --- against the original ---------------------------------------------------------------------------------------
 
 def test_golden_pose_guider_and_unet(golden_dir: Path):
-    index = json.loads((golden_dir / "cases" / "index.json").read_text())["cases"]
-    results = []
-    for name, info in index.items():
-        for prefix, check in cases_unet.CASES.items():
-            if name.startswith(prefix):
-                results += check(name, info, golden_dir)
+    results = run_cases(golden_dir, only=cases_unet.CASES)
     assert len(results) > 20
     assert [r.line() for r in results if not r.passed] == []
 

@@ -35,16 +35,27 @@ def crop_box(lmks: np.ndarray, width: int, height: int, expand: float = CROP_EXP
     return (int(centre_x - side / 2), int(centre_y - side / 2), int(centre_x + side / 2), int(centre_y + side / 2))
 
 
+def _overlap(box: Box, width: int, height: int) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """Where ``box`` overlaps a ``width`` x ``height`` image, as (rows, columns) slices into the image and into
+    the box; None when they do not overlap."""
+    x0, y0, x1, y1 = box
+    left, top, right, bottom = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if right <= left or bottom <= top:
+        return None
+    return ((slice(top, bottom), slice(left, right)),
+            (slice(top - y0, bottom - y0), slice(left - x0, right - x0)))
+
+
 def crop_image(image: np.ndarray, box: Box) -> np.ndarray:
     """The ``box`` region of an (H, W, C) image; parts outside the image are black."""
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"AniPortrait: the crop box {box} is empty.")
-    height, width = image.shape[:2]
     out = np.zeros((y1 - y0, x1 - x0) + image.shape[2:], dtype=image.dtype)
-    src_x0, src_y0, src_x1, src_y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-    if src_x1 > src_x0 and src_y1 > src_y0:
-        out[src_y0 - y0:src_y1 - y0, src_x0 - x0:src_x1 - x0] = image[src_y0:src_y1, src_x0:src_x1]
+    overlap = _overlap(box, image.shape[1], image.shape[0])
+    if overlap is not None:
+        in_image, in_box = overlap
+        out[in_box] = image[in_image]
     return out
 
 
@@ -58,12 +69,11 @@ def paste_back(source: np.ndarray, frames: np.ndarray, box: Box) -> np.ndarray:
     """Frames (N, h, w, C) generated from the crop ``box`` of ``source`` (H, W, C), each resized to the box
     (bilinear) and written over a copy of ``source``; parts of the box outside the source are dropped."""
     x0, y0, x1, y1 = box
-    height, width = source.shape[:2]
-    src_x0, src_y0, src_x1, src_y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     out = np.repeat(source[None], len(frames), axis=0)
-    if src_x1 <= src_x0 or src_y1 <= src_y0:
+    overlap = _overlap(box, source.shape[1], source.shape[0])
+    if overlap is None:
         return out
-    for i, frame in enumerate(frames):
-        resized = cv2.resize(frame, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        out[i, src_y0:src_y1, src_x0:src_x1] = resized[src_y0 - y0:src_y1 - y0, src_x0 - x0:src_x1 - x0]
+    in_source, in_box = overlap
+    for pasted, frame in zip(out, frames):
+        pasted[in_source] = cv2.resize(frame, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)[in_box]
     return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..data import LandmarkSequence
+
 CANVAS_SIZE = 512
 LINE_THICKNESS = 2
 
@@ -96,10 +98,17 @@ def draw_pose_image(points: np.ndarray, width: int, height: int, normalized: boo
     return image
 
 
+def draw_pose_images(landmarks: LandmarkSequence, frames: slice = slice(None)) -> np.ndarray:
+    """Pose images (F, H, W, 3) uint8, raw channel order, of the ``frames`` of a landmark sequence: drawn at its
+    width x height, then resized to its ``output_size`` if it has one."""
+    return np.stack([draw_pose_image(points, landmarks.width, landmarks.height, output_size=landmarks.output_size)
+                     for points in landmarks.points[frames]])
+
+
 def raw_to_display(images: np.ndarray) -> np.ndarray:
     """Raw pose images (network channel order) -> display RGB, and back: the channels are reversed."""
     return np.ascontiguousarray(images[..., ::-1])
 
 
-__all__ = ["CANVAS_SIZE", "EDGE_GROUPS", "canvas_pixels", "draw_pose_canvas", "draw_pose_image",
+__all__ = ["CANVAS_SIZE", "EDGE_GROUPS", "canvas_pixels", "draw_pose_canvas", "draw_pose_image", "draw_pose_images",
            "raw_to_display"]

@@ -25,6 +25,7 @@ import numpy as np
 
 from .task_file import GeometryMetadata
 
+# MediaPipe's face-geometry camera (origin at the top-left corner); AniPortrait projects with the same one
 VERTICAL_FOV_DEGREES = 63.0
 NEAR = 1.0
 FAR = 10000.0

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data import FaceAnalysis
 from .geometry import FaceGeometryError, face_geometry
-from .task_file import read_geometry_metadata
+from .task_file import TASK_FILE_HINT, read_geometry_metadata
 
 NUM_LANDMARKS = 478
 _OPEN_LANDMARKERS: "weakref.WeakSet[FaceLandmarker]" = weakref.WeakSet()
@@ -42,7 +42,8 @@ class FaceLandmarker:
 
         self.task_path = Path(task_path)
         if not self.task_path.is_file():
-            raise FileNotFoundError(f"AniPortrait: the MediaPipe face landmarker file {self.task_path} does not exist.")
+            raise FileNotFoundError(f"AniPortrait: the MediaPipe face landmarker file {self.task_path} does not exist. "
+                                    f"{TASK_FILE_HINT}")
         self.metadata = read_geometry_metadata(self.task_path)   # also rejects files that are not face landmarkers
         options = mp_face.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.task_path), delegate=BaseOptions.Delegate.CPU),
@@ -51,7 +52,7 @@ class FaceLandmarker:
             self._landmarker = mp_face.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"AniPortrait: MediaPipe could not load {self.task_path} as a face landmarker: "
-                             f"{exc}") from exc
+                             f"{exc}. {TASK_FILE_HINT}") from exc
         self._lock = threading.Lock()   # one MediaPipe graph: calls must not overlap
         _OPEN_LANDMARKERS.add(self)
 

@@ -12,15 +12,12 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..data import FaceAnalysis
-
-FIELD_OF_VIEW_DEG = 63.0
-NEAR = 1.0
-FAR = 10000.0
+from .geometry import FAR, NEAR, VERTICAL_FOV_DEGREES
 
 
 def perspective_matrix(aspect: float) -> np.ndarray:
     """(4, 4) float32 projection matrix for row vectors (``[x, y, z, 1] @ P``); ``aspect`` = width / height."""
-    focal = 1.0 / math.tan(math.radians(FIELD_OF_VIEW_DEG) / 2.0)
+    focal = 1.0 / math.tan(math.radians(VERTICAL_FOV_DEGREES) / 2.0)
     depth_scale = (NEAR + FAR) / (NEAR - FAR)
     depth_offset = NEAR * FAR / (NEAR - FAR)
     return np.array([[focal / aspect, 0.0, 0.0, 0.0],

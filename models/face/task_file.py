@@ -28,6 +28,9 @@ VERTEX_PT = 0
 VERTEX_PT_SIZE = 5   # x, y, z, u, v
 TRIANGLE = 0
 
+TASK_FILE_HINT = ("Use MediaPipe's face landmarker model (face_landmarker_v2_with_blendshapes.task, also published as "
+                  "face_landmarker.task); download it again if the file is damaged.")
+
 # wire types
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
@@ -54,20 +57,20 @@ def read_geometry_metadata(task_path: Path | str) -> GeometryMetadata:
     """The face-geometry metadata of a FaceLandmarker ``.task`` file; TaskFileError names the file if it is
     not one."""
     task_path = Path(task_path)
-    hint = ("Use MediaPipe's face landmarker model (face_landmarker_v2_with_blendshapes.task, also published as "
-            "face_landmarker.task).")
     try:
         with zipfile.ZipFile(task_path) as archive:
             if GEOMETRY_METADATA_MEMBER not in archive.namelist():
                 raise TaskFileError(f"{task_path} is not a MediaPipe FaceLandmarker task file: it has no "
-                                    f"'{GEOMETRY_METADATA_MEMBER}' (it holds {sorted(archive.namelist())}). {hint}")
+                                    f"'{GEOMETRY_METADATA_MEMBER}' (it holds {sorted(archive.namelist())}). "
+                                    f"{TASK_FILE_HINT}")
             payload = archive.read(GEOMETRY_METADATA_MEMBER)
     except zipfile.BadZipFile as exc:
-        raise TaskFileError(f"{task_path} is not a MediaPipe task file (not a zip archive: {exc}). {hint}") from exc
+        raise TaskFileError(f"{task_path} is not a MediaPipe task file (not a zip archive: {exc}). "
+                            f"{TASK_FILE_HINT}") from exc
     try:
         return parse_geometry_metadata(payload)
     except TaskFileError as exc:
-        raise TaskFileError(f"{task_path}: {exc} {hint}") from exc
+        raise TaskFileError(f"{task_path}: {exc} {TASK_FILE_HINT}") from exc
 
 
 def parse_geometry_metadata(payload: bytes) -> GeometryMetadata:

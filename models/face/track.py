@@ -53,7 +53,6 @@ def fill_missing_faces(analyses: Sequence[FaceAnalysis | None], fps: float) -> F
         raise ValueError(f"AniPortrait: the video frames have different sizes {sorted(sizes)}; use one frame size.")
     width, height = sizes.pop()
 
-    known = np.flatnonzero(detected)
     before, after, weight = _neighbours(detected)
 
     # at a detected frame the weight is 0 and both neighbours are the frame itself: its values come out unchanged
@@ -67,7 +66,7 @@ def fill_missing_faces(analyses: Sequence[FaceAnalysis | None], fps: float) -> F
     blendshapes = fill(np.stack([a.blendshapes for a in found]))
     matrices = np.stack([a.trans_mat for a in found])
     trans_mat = _fill_transforms(matrices, before, after, weight)
-    trans_mat[known] = matrices   # the blend re-orthonormalises; detected frames keep their own matrix exactly
+    trans_mat[detected] = matrices   # the blend re-orthonormalises; detected frames keep their own matrix exactly
 
     if not detected.all():
         log.warning("AniPortrait: no face found in frame(s) %s of %d; filled in from the nearest frames with a face.",
@@ -106,14 +105,6 @@ def _fill_transforms(matrices: np.ndarray, before: np.ndarray, after: np.ndarray
 
 
 def _describe_indices(indices: np.ndarray) -> str:
-    """[0, 1, 2, 7, 9, 10] -> '0-2, 7, 9-10'."""
-    runs: list[str] = []
-    start = prev = None
-    for index in list(indices) + [None]:
-        if index is not None and prev is not None and index == prev + 1:
-            prev = index
-            continue
-        if start is not None:
-            runs.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = index
-    return ", ".join(runs)
+    """[0, 1, 2, 7, 9, 10] -> '0-2, 7, 9-10' (``indices`` ascending, not empty)."""
+    runs = np.split(indices, np.flatnonzero(np.diff(indices) != 1) + 1)
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)

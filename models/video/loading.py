@@ -1,7 +1,8 @@
-"""Builders (any device, ``"meta"`` for shape-only models) and strict checkpoint loaders of the Lmk2Video networks.
+"""Builders and strict checkpoint loaders of the Lmk2Video networks.
 
-Loaders build on the meta device and materialise uninitialised memory, so no time goes into random
-initialisation; the strict key checks guarantee every tensor is then overwritten from the files.
+Builders make the module on torch's current default device (``with torch.device("meta")`` gives a shape-only
+model). Loaders build through ``build_uninitialised``, so no time goes into random initialisation; the strict key
+checks guarantee every tensor is then overwritten from the files.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointMismatchError, load_weights, read_state_dict
+from ..checkpoint import CheckpointMismatchError, build_uninitialised, load_weights, read_state_dict
 from .pose_guider import PoseGuider
 from .reference_unet import ReferenceUNet
 from .unet3d import UNet3DConditionModel
@@ -38,7 +39,8 @@ def read_unet_config(path: Path | str) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a JSON UNet config ({exc}); download SD1.5's unet/config.json again") from exc
     if not isinstance(config, dict):
-        raise ValueError(f"{path} is not a UNet config (expected a JSON object)")
+        raise ValueError(f"{path} is not a UNet config (expected a JSON object); download SD1.5's unet/config.json "
+                         "again")
     unet_config_from_dict(config, source=str(path))
     return config
 
@@ -47,27 +49,17 @@ def _finish(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model.to(dtype=dtype).eval().requires_grad_(False)
 
 
-def build_denoising_unet(unet_config: dict, device: str | torch.device = "cpu",
-                         dtype: torch.dtype = torch.float32) -> UNet3DConditionModel:
-    with torch.device(device):
-        return _finish(UNet3DConditionModel(unet_config_from_dict(unet_config)), dtype)
+def build_denoising_unet(unet_config: dict, dtype: torch.dtype = torch.float32) -> UNet3DConditionModel:
+    return _finish(UNet3DConditionModel(unet_config_from_dict(unet_config)), dtype)
 
 
-def build_reference_unet(unet_config: dict, device: str | torch.device = "cpu",
-                         dtype: torch.dtype = torch.float32) -> ReferenceUNet:
-    with torch.device(device):
-        return _finish(ReferenceUNet(unet_config_from_dict(unet_config)), dtype)
+def build_reference_unet(unet_config: dict, dtype: torch.dtype = torch.float32) -> ReferenceUNet:
+    return _finish(ReferenceUNet(unet_config_from_dict(unet_config)), dtype)
 
 
 def build_pose_guider(noise_latent_channels: int = 320, num_heads: int = 16, head_dim: int = 88,
-                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> PoseGuider:
-    with torch.device(device):
-        return _finish(PoseGuider(noise_latent_channels, num_heads, head_dim), dtype)
-
-
-def _materialise(model: nn.Module) -> nn.Module:
-    """Meta-built model -> uninitialised CPU memory (every tensor is then loaded from a checkpoint)."""
-    return model.to_empty(device="cpu")
+                      dtype: torch.dtype = torch.float32) -> PoseGuider:
+    return _finish(PoseGuider(noise_latent_channels, num_heads, head_dim), dtype)
 
 
 def load_denoising_unet(unet_config_path: Path | str, denoising_unet_path: Path | str,
@@ -77,7 +69,8 @@ def load_denoising_unet(unet_config_path: Path | str, denoising_unet_path: Path 
     As in the original, denoising_unet.pth is applied last, so it wins for keys both files hold. Each file must
     hold its whole part: the error names the file and the keys when not.
     """
-    model = _materialise(build_denoising_unet(read_unet_config(unet_config_path), "meta", dtype))
+    config = read_unet_config(unet_config_path)
+    model = build_uninitialised(lambda: build_denoising_unet(config, dtype))
     load_weights(model, read_state_dict(motion_module_path), motion_module_path,
                  "AniPortrait's motion modules (motion_module.pth)",
                  may_be_missing=lambda key: not is_motion_module_key(key))
@@ -88,7 +81,8 @@ def load_denoising_unet(unet_config_path: Path | str, denoising_unet_path: Path 
 
 def load_reference_unet(unet_config_path: Path | str, reference_unet_path: Path | str,
                         dtype: torch.dtype) -> ReferenceUNet:
-    model = _materialise(build_reference_unet(read_unet_config(unet_config_path), "meta", dtype))
+    config = read_unet_config(unet_config_path)
+    model = build_uninitialised(lambda: build_reference_unet(config, dtype))
     load_weights(model, read_state_dict(reference_unet_path), reference_unet_path,
                  "AniPortrait's reference UNet (reference_unet.pth)",
                  may_be_extra=lambda key: key.startswith(_SD15_OUTPUT_LAYER_PREFIXES))
@@ -103,6 +97,6 @@ def load_pose_guider(path: Path | str, dtype: torch.dtype, num_heads: int = 16, 
         raise CheckpointMismatchError(
             f"{path} does not look like AniPortrait's PoseGuider (pose_guider.pth): no usable 'final_proj.weight'. "
             "Check that the right file is selected in this slot, or download it again.")
-    model = _materialise(build_pose_guider(projection.shape[0], num_heads, head_dim, "meta", dtype))
+    model = build_uninitialised(lambda: build_pose_guider(projection.shape[0], num_heads, head_dim, dtype))
     load_weights(model, state, path, f"AniPortrait's PoseGuider (pose_guider.pth, {num_heads} heads x {head_dim})")
     return model

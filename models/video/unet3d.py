@@ -73,12 +73,17 @@ class UNet3DConditionModel(UNetBackbone):
             if tokens.ndim != 3 or tokens.shape[0] != 1:
                 raise ValueError(f"reference bank entry {name} has shape {tuple(tokens.shape)}; expected (1, L, C): "
                                  "the bank of one reference image")
-        groups, start = [], 0
-        for index in range(1, batch + 1):  # runs of equal flags -> slices of folded rows
-            if index == batch or flags[index] != flags[start]:
-                groups.append((slice(start * frames, index * frames), flags[start]))
-                start = index
-        return ReferenceAttention(bank=bank, row_groups=tuple(groups))
+        return ReferenceAttention(bank=bank, row_groups=_row_groups(flags, frames))
+
+
+def _row_groups(flags: Sequence[bool], frames: int) -> tuple[tuple[slice, bool], ...]:
+    """Runs of batch elements with equal flags -> (slice of their folded rows, flag): one attention call per run."""
+    groups, start = [], 0
+    for index in range(1, len(flags) + 1):
+        if index == len(flags) or flags[index] != flags[start]:
+            groups.append((slice(start * frames, index * frames), flags[start]))
+            start = index
+    return tuple(groups)
 
 
 def _fold(video: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import FaceAnalysis
-from models.face.drawing import draw_pose_canvas, draw_pose_image
+from models.data import FaceAnalysis, LandmarkSequence
+from models.face.drawing import draw_pose_canvas, draw_pose_image, draw_pose_images
 from models.face.projection import project_mesh_sequence, project_points
 
 from .compare import Comparison, compare
@@ -32,7 +32,8 @@ def check_mesh_projection(case: str, info: dict, golden: Path) -> list[Compariso
                 data["canvas512_frame0"], EXACT),
         compare(case, "ref_pose", draw_pose_image(face.lmks, width, height, normalized=True), data["ref_pose"], EXACT),
     ]
-    pose_images = np.stack([draw_pose_image(points, width, height) for points in data["projected"]])
+    # what Render Pose Image draws from Project Landmarks' output
+    pose_images = draw_pose_images(LandmarkSequence(points=data["projected"], width=width, height=height, fps=30.0))
     differing = int((pose_images != data["pose_images"]).sum())
     results.append(compare(case, "pose_images", pose_images, data["pose_images"], EXACT,
                            f"from the stored projected; {differing} values differ"))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from models.data import FaceAnalysis, FaceTrack
-from models.face.drawing import draw_pose_canvas, draw_pose_image
+from models.face.drawing import draw_pose_canvas, draw_pose_image, draw_pose_images
 from models.face.pose_template import (relative_head_matrices, relative_head_poses, resample_template,
                                        template_time_axes, pose_template)
 from models.face.projection import matrix_to_euler_and_translation, perspective_matrix
@@ -44,8 +44,7 @@ def _check_variant(case: str, data, args: dict, prefix: str) -> list[Comparison]
     motion = retarget_motion(track.lmks3d, track.trans_mat, track.blendshapes, reference)
     # the node path: fps None = the original's rate rule, size "auto" = the driving size for equal aspect ratios
     landmarks = retarget_face(track, reference)
-    pose_images = np.stack([draw_pose_image(points, landmarks.width, landmarks.height,
-                                            output_size=landmarks.output_size) for points in landmarks.points])
+    pose_images = draw_pose_images(landmarks)
     results = [
         compare(case, f"{prefix}min_bs_idx", motion.neutral_index, data[f"{prefix}min_bs_idx"], EXACT),
         compare(case, f"{prefix}pose_arr", motion.poses, data[f"{prefix}pose_arr"], POSE_TOL),

@@ -25,7 +25,7 @@ BANK_TOL = 4e-3  # one float16 ulp at |x| < 8
 EVAL_MODE_MIN_DIFFERENCE = 1.0
 
 
-def _tiny_pose_guider(tiny: Path) -> PoseGuider:
+def load_tiny_pose_guider(tiny: Path) -> PoseGuider:
     settings = json.loads((tiny / "tiny_config.json").read_text())["pose_guider"]
     return load_pose_guider(tiny / "pose_guider.pth", torch.float32,
                             num_heads=settings["transformer_num_attention_heads"],
@@ -41,7 +41,7 @@ def _differs(case: str, array: str, actual: torch.Tensor, other: np.ndarray) -> 
 @torch.inference_mode()
 def check_pose_guider(case: str, info: dict, golden: Path) -> list[Comparison]:
     data = np.load(golden / "cases" / info["file"])
-    features = _tiny_pose_guider(golden / "tiny")(torch.from_numpy(data["pose_cond"]))
+    features = load_tiny_pose_guider(golden / "tiny")(torch.from_numpy(data["pose_cond"]))
     results = []
     for index, feature in enumerate(features):
         results.append(compare(case, f"fea{index}", feature.numpy(), data[f"fea{index}"], POSE_FEATURE_TOL))
@@ -59,7 +59,7 @@ def check_unet(case: str, info: dict, golden: Path) -> list[Comparison]:
     denoising_unet = load_denoising_unet(unet_config, tiny / "denoising_unet.pth", tiny / "motion_module.pth",
                                          torch.float32)
     pose = torch.from_numpy(np.load(cases / "d_pose_guider.npz")["pose_cond"][:, :, :args["frames"]])
-    pose_features = _tiny_pose_guider(tiny)(pose)  # one window: its statistics are those of the CFG-doubled batch
+    pose_features = load_tiny_pose_guider(tiny)(pose)  # one window: its statistics are those of the CFG-doubled batch
 
     context = torch.from_numpy(data["clip_image_embeds"])[:, None]
     bank = reference_unet(torch.from_numpy(data["ref_image_latents"]), context)
