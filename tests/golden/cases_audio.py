@@ -1,4 +1,90 @@
-"""Golden cases: cases_audio."""
+"""Golden cases a_ (Audio2Mesh) and b_ (Audio2Pose + audio2vid's head-pose post-processing).
+
+Everything goes through the pack's own code: the tiny checkpoints are loaded by ``load_audio2mesh`` /
+``load_audio2pose`` (as the released files are) and the case wavs by ``load_speech_file``.
+"""
 from __future__ import annotations
 
-CASES: dict = {}
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.audio.audio2mesh import load_audio2mesh
+from models.audio.audio2pose import load_audio2pose
+from models.audio.head_pose import (AUDIO_POSE_SMOOTHING, ROTATION_SCALE, loop_pose_template, plan_pose_chunks,
+                                    predict_head_pose, smooth_pose_seq)
+from models.audio.waveform import frame_count, load_speech_file, normalize_speech
+
+from .compare import Comparison, compare
+
+# the case inputs named in cases/README.md ("audio.wav", "audio_short.wav"), keyed by the arrays' prefix
+CLIPS = {"": "audio.wav", "short_": "audio_short.wav"}
+WAV2VEC2_FOLDER = "wav2vec2-base-960h"
+HIDDEN_TOL = 3e-3   # wav2vec2 hidden states (README)
+MESH_TOL = 1e-4     # a2m_out
+POSE_TOL = 3e-3     # autoregressive a2p / pose_seq
+
+
+def _speech(golden: Path, clip: str, fps: float) -> tuple[np.ndarray, np.ndarray, int]:
+    waveform = load_speech_file(golden / "cases" / clip)
+    return waveform, normalize_speech(waveform), frame_count(len(waveform), fps)
+
+
+def audio2mesh_case(case: str, info: dict, golden: Path) -> list[Comparison]:
+    data = np.load(golden / "cases" / info["file"])
+    fps = info["args"]["fps"]
+    model = load_audio2mesh(golden / "tiny" / "audio2mesh.pt", golden / "tiny" / WAV2VEC2_FOLDER)
+    results = []
+    for prefix, clip in CLIPS.items():
+        waveform, input_values, seq_len = _speech(golden, clip, fps)
+        speech = torch.from_numpy(input_values)[None]
+        with torch.no_grad():
+            features = model.audio_encoder.frame_features(speech, seq_len)
+            hidden = model.audio_encoder(speech, seq_len)
+        offsets = model.infer(speech, seq_len)
+        for name, actual, tol in (("waveform", waveform, 0.0), ("input_values", input_values, 0.0),
+                                  ("seq_len", seq_len, 0.0),
+                                  ("a2m_w2v_extract_features", features, HIDDEN_TOL),
+                                  ("a2m_w2v_last_hidden_state", hidden, HIDDEN_TOL),
+                                  ("a2m_out", offsets, MESH_TOL)):
+            results.append(compare(case, prefix + name, actual, data[prefix + name], tol))
+    return results
+
+
+def audio2pose_case(case: str, info: dict, golden: Path) -> list[Comparison]:
+    data = np.load(golden / "cases" / info["file"])
+    args = info["args"]
+    fps, id_seed = args["fps"], int(data["id_seed"])
+    assert args["smooth_window"] == AUDIO_POSE_SMOOTHING and args["scale_first3"] == ROTATION_SCALE
+    model = load_audio2pose(golden / "tiny" / "audio2pose.pt", golden / "tiny" / WAV2VEC2_FOLDER)
+    _, input_values, seq_len = _speech(golden, CLIPS[""], fps)
+    chunks = plan_pose_chunks(len(input_values), seq_len, fps)
+    results = [compare(case, "chunk_num_samples", [c.stop - c.start for c in chunks], data["chunk_num_samples"], 0),
+               compare(case, "chunk_seq_lens", [c.frames for c in chunks], data["chunk_seq_lens"], 0)]
+    speech = torch.from_numpy(input_values)[None]
+    for index, chunk in enumerate(chunks):
+        if f"chunk{index}_a2p_raw" not in data:
+            continue
+        raw = model.infer(speech[:, chunk.start:chunk.stop], chunk.frames, id_seed).numpy()
+        # the original halves the rotations in place on a numpy view of this tensor, so the stored array
+        # already carries the 0.5 factor
+        raw[..., :3] *= ROTATION_SCALE
+        results.append(compare(case, f"chunk{index}_a2p_raw", raw, data[f"chunk{index}_a2p_raw"], POSE_TOL,
+                               "rotations x0.5 as stored"))
+    before = predict_head_pose(model, input_values, seq_len, fps, id_seed)
+    results.append(compare(case, "pose_seq_before_smoothing", before, data["pose_seq_before_smoothing"], POSE_TOL))
+    results.append(compare(case, "pose_seq", smooth_pose_seq(before, AUDIO_POSE_SMOOTHING), data["pose_seq"],
+                           POSE_TOL))
+
+    _, short_values, short_len = _speech(golden, CLIPS["short_"], fps)
+    results.append(compare(case, "short_seq_len", short_len, data["short_seq_len"], 0))
+    short_raw = model.infer(torch.from_numpy(short_values)[None], short_len, id_seed)
+    results.append(compare(case, "short_a2p_raw", short_raw, data["short_a2p_raw"], POSE_TOL))
+
+    results.append(compare(case, "template_pose_seq", loop_pose_template(data["template"], seq_len),
+                           data["template_pose_seq"], 0))
+    return results
+
+
+CASES = {"a_": audio2mesh_case, "b_": audio2pose_case}

@@ -1,0 +1,38 @@
+"""Audio2Mesh (spec §2): speech -> per-frame offsets of the 468 MediaPipe face-mesh vertices.
+
+``out_fn(in_fn(wav2vec2_last_hidden_state))`` with no non-linearity in between. Widths come from the checkpoint's
+tensor shapes and the wav2vec2 folder's config.json, so the released weights and small test weights load alike.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import read_state_dict
+from .wav2vec2 import Wav2Vec2FrameEncoder, build_encoder, checkpoint_shapes, load_audio_model
+
+_EXPECTED = "an AniPortrait audio2mesh checkpoint"
+
+
+class Audio2MeshModel(nn.Module):
+    def __init__(self, encoder: Wav2Vec2FrameEncoder, latent_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.audio_encoder = encoder
+        self.in_fn = nn.Linear(encoder.config.hidden_size, latent_dim)
+        self.out_fn = nn.Linear(latent_dim, out_dim)
+
+    @torch.no_grad()
+    def infer(self, input_values: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """Standardised 16 kHz speech ``[B, N]`` -> vertex offsets ``[B, seq_len, out_dim]`` (x, y, z per vertex)."""
+        return self.out_fn(self.in_fn(self.audio_encoder(input_values, seq_len)))
+
+
+def load_audio2mesh(checkpoint: Path | str, wav2vec2_folder: Path | str) -> Audio2MeshModel:
+    """Audio2MeshModel in eval mode, float32 on the CPU, from ``audio2mesh.pt`` and the wav2vec2 folder."""
+    state = read_state_dict(checkpoint)
+    (latent_dim, hidden_size), (out_dim, _) = checkpoint_shapes(state, ("in_fn.weight", "out_fn.weight"),
+                                                               checkpoint, _EXPECTED)
+    model = Audio2MeshModel(build_encoder(wav2vec2_folder, hidden_size, checkpoint), latent_dim, out_dim)
+    return load_audio_model(model, checkpoint, state, wav2vec2_folder, _EXPECTED)
