@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from models.audio.audio2mesh import load_audio2mesh
 from models.audio.audio2pose import (PositionalEncoding, alibi_causal_mask, decode_naive, load_audio2pose,
                                      sinusoidal_positions)
-from models.audio.head_pose import (head_pose_from_audio, loop_pose_template, plan_pose_chunks, predict_head_pose,
-                                    smooth_pose_seq)
+from models.audio.head_pose import head_pose_from_audio, loop_pose_template, plan_pose_chunks, predict_head_pose
+from models.smoothing import smooth_pose_seq
 from models.audio.wav2vec2 import Wav2Vec2FrameEncoder, load_encoder_config, load_hub_weights, match_weight_norm_keys
 from models.audio.waveform import (decode_audio_file, frame_count, load_speech_file, normalize_speech,
                                    resample_to_16k, resampled_length, speech_from_comfy_audio, speech_sample_count,

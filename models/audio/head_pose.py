@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..smoothing import smooth_pose_seq
 from .audio2pose import Audio2PoseModel
 from .waveform import SAMPLE_RATE
 
@@ -63,16 +64,6 @@ def head_pose_from_audio(model: Audio2PoseModel, input_values: np.ndarray, seq_l
     """audio2vid's head pose: float64 ``[seq_len, 6]`` (Euler xyz degrees, translation)."""
     poses = predict_head_pose(model, input_values, seq_len, fps, id_seed, progress)
     return smooth_pose_seq(poses, AUDIO_POSE_SMOOTHING).astype(np.float64)
-
-
-def smooth_pose_seq(poses: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving mean over ``window`` frames (odd), truncated at the ends: frame i averages frames
-    ``max(0, i - window//2) .. min(L-1, i + window//2)``. Same dtype and summation order as the original."""
-    half = window // 2
-    smoothed = np.zeros_like(poses)
-    for i in range(len(poses)):
-        smoothed[i] = np.mean(poses[max(0, i - half):i + half + 1], axis=0)
-    return smoothed
 
 
 def loop_pose_template(template: np.ndarray, length: int) -> np.ndarray:

@@ -13,7 +13,8 @@ import torch
 from models.audio.audio2mesh import load_audio2mesh
 from models.audio.audio2pose import load_audio2pose
 from models.audio.head_pose import (AUDIO_POSE_SMOOTHING, ROTATION_SCALE, loop_pose_template, plan_pose_chunks,
-                                    predict_head_pose, smooth_pose_seq)
+                                    predict_head_pose)
+from models.smoothing import smooth_pose_seq
 from models.audio.waveform import frame_count, load_speech_file, normalize_speech
 
 from .compare import Comparison, compare
