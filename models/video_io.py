@@ -1,0 +1,210 @@
+"""Writing the generated frames (plus the driving speech) to a video file, and reading videos back.
+
+Plain PyAV + NumPy; no ComfyUI. Two containers are offered: MP4 (H.264 yuv420p + AAC), which every player
+and browser plays, and WebM (VP9 yuv420p + Opus).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    suffix: str
+    video_codec: str
+    audio_codec: str
+    audio_rates: tuple[int, ...]  # sample rates the audio encoder accepts; others are resampled to the first
+    video_options: dict[str, str] = field(default_factory=dict)
+    muxer_options: dict[str, str] = field(default_factory=dict)
+    # muxer option for the clock of the container's edit lists; set to the audio rate so the soundtrack's length
+    # is exact (the default millisecond clock cuts up to 1 ms off it)
+    timescale_option: str | None = None
+
+
+CONTAINERS: dict[str, ContainerSpec] = {
+    "mp4": ContainerSpec(
+        ".mp4", "libx264", "aac",
+        (48000, 44100, 96000, 88200, 64000, 32000, 24000, 22050, 16000, 12000, 11025, 8000),
+        video_options={"crf": "18", "preset": "medium"},
+        # use_metadata_tags: keep arbitrary keys (ComfyUI's "prompt"/"workflow") in the file
+        muxer_options={"movflags": "use_metadata_tags"}, timescale_option="movie_timescale"),
+    "webm": ContainerSpec(
+        ".webm", "libvpx-vp9", "libopus", (48000, 24000, 16000, 12000, 8000),
+        # crf with bit rate 0 = constant quality mode of libvpx-vp9
+        video_options={"crf": "30", "b": "0"}),
+}
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    waveform: np.ndarray  # float32 (channels, samples), -1..1
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return self.waveform.shape[1] / self.sample_rate
+
+
+@dataclass(frozen=True)
+class WrittenVideo:
+    path: Path
+    frame_count: int
+    width: int
+    height: int
+    fps: Fraction
+    notes: tuple[str, ...]  # adjustments made to the input (padding, audio trim/pad, resampling, downmix)
+
+
+def frame_rate(fps: float) -> Fraction:
+    """fps as the exact rational the file stores (milli-frame precision: 29.97 -> 2997/100)."""
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"Video fps must be a positive number, got {fps}.")
+    return Fraction(round(fps * 1000), 1000)
+
+
+def pad_to_even(frames: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """yuv420p stores colour at half resolution, so H.264 needs even sides: repeat the last row/column
+    rather than dropping picture content."""
+    height, width = frames.shape[1:3]
+    pad_h, pad_w = height % 2, width % 2
+    if not (pad_h or pad_w):
+        return frames, None
+    padded = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return padded, (f"frame size {width}x{height} is odd; padded to {width + pad_w}x{height + pad_h} "
+                    "by repeating the last row/column (yuv420p needs even sides)")
+
+
+def fit_audio(audio: AudioTrack, frame_count: int, fps: Fraction) -> tuple[AudioTrack, str | None]:
+    """Trim the audio to the video length or pad it with silence, so both tracks end together."""
+    target = round(frame_count * audio.sample_rate / fps)
+    have = audio.waveform.shape[1]
+    if have == target:
+        return audio, None
+    lengths = f"from {have / audio.sample_rate:.3f} s to the video length {target / audio.sample_rate:.3f} s"
+    if have > target:
+        return AudioTrack(audio.waveform[:, :target], audio.sample_rate), f"audio trimmed {lengths}"
+    silence = np.zeros((audio.waveform.shape[0], target - have), dtype=audio.waveform.dtype)
+    padded = AudioTrack(np.concatenate([audio.waveform, silence], axis=1), audio.sample_rate)
+    return padded, f"audio padded with silence {lengths}"
+
+
+def check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"Video frames must have the shape (frames, height, width, 3), got {frames.shape}.")
+    if frames.shape[0] == 0:
+        raise ValueError("There are no frames to write (the image batch is empty). "
+                         "Check the node that produced the frames.")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"Video frames must be uint8, got {frames.dtype}.")
+    return frames
+
+
+def check_audio(audio: AudioTrack) -> AudioTrack:
+    waveform = np.asarray(audio.waveform, dtype=np.float32)
+    if waveform.ndim != 2 or waveform.shape[0] == 0:
+        raise ValueError(f"Audio must have the shape (channels, samples), got {waveform.shape}.")
+    if int(audio.sample_rate) <= 0:
+        raise ValueError(f"Audio sample rate must be positive, got {audio.sample_rate}.")
+    return AudioTrack(waveform, int(audio.sample_rate))
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTrack | None = None,
+                container: str = "mp4", metadata: dict[str, Any] | None = None) -> WrittenVideo:
+    """Encode RGB uint8 frames ``(N, H, W, 3)`` at ``fps`` into ``path``.
+
+    ``audio`` is trimmed or padded with silence to exactly the video's duration and resampled to a rate the
+    audio codec takes. ``metadata`` values that are not strings are stored as JSON (ComfyUI reads the
+    workflow back from them).
+    """
+    if container not in CONTAINERS:
+        raise ValueError(f"Unknown video container '{container}'; choose one of {sorted(CONTAINERS)}.")
+    spec = CONTAINERS[container]
+    path = Path(path)
+    rate = frame_rate(fps)
+    frames, size_note = pad_to_even(check_frames(frames))
+    notes = [size_note] if size_note else []
+    muxer_options = dict(spec.muxer_options)
+    if audio is not None:
+        audio, audio_note = fit_audio(check_audio(audio), frames.shape[0], rate)
+        notes += [audio_note] if audio_note else []
+        audio_rate = audio.sample_rate if audio.sample_rate in spec.audio_rates else spec.audio_rates[0]
+        if spec.timescale_option:
+            muxer_options[spec.timescale_option] = str(audio_rate)
+
+    with av.open(str(path), mode="w", format=spec.suffix[1:], options=muxer_options) as output:
+        for key, value in (metadata or {}).items():
+            output.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+        video_stream = output.add_stream(spec.video_codec, rate=rate, options=spec.video_options)
+        video_stream.height, video_stream.width = frames.shape[1:3]
+        video_stream.pix_fmt = "yuv420p"
+        audio_stream = None
+        if audio is not None:
+            audio_stream, audio_notes = _add_audio_stream(output, spec, audio, audio_rate)
+            notes += audio_notes
+        for frame in frames:
+            output.mux(video_stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        output.mux(video_stream.encode(None))
+        if audio_stream is not None:
+            _encode_audio(output, audio_stream, audio)
+    return WrittenVideo(path, frames.shape[0], frames.shape[2], frames.shape[1], rate, tuple(notes))
+
+
+def _add_audio_stream(output: av.container.OutputContainer, spec: ContainerSpec, audio: AudioTrack,
+                      rate: int) -> tuple[av.AudioStream, list[str]]:
+    notes = []
+    if rate != audio.sample_rate:
+        notes.append(f"audio resampled from {audio.sample_rate} Hz to {rate} Hz for {spec.audio_codec}")
+    if audio.waveform.shape[0] > 2:
+        notes.append(f"{audio.waveform.shape[0]}-channel audio mixed down to stereo")
+    layout = "mono" if audio.waveform.shape[0] == 1 else "stereo"
+    return output.add_stream(spec.audio_codec, rate=rate, layout=layout), notes
+
+
+def _encode_audio(output: av.container.OutputContainer, stream: av.AudioStream, audio: AudioTrack) -> None:
+    waveform = audio.waveform
+    if waveform.shape[0] > 2:
+        # the surround layouts differ per codec; a plain average keeps every channel audible
+        waveform = np.repeat(waveform.mean(axis=0, keepdims=True), 2, axis=0)
+    layout = "mono" if waveform.shape[0] == 1 else "stereo"
+    # interleaved float samples; PyAV's encoder resamples to the stream's rate/format and frame size
+    interleaved = np.ascontiguousarray(np.clip(waveform, -1.0, 1.0).T.reshape(1, -1))
+    frame = av.AudioFrame.from_ndarray(interleaved, format="flt", layout=layout)
+    frame.sample_rate = audio.sample_rate
+    frame.pts = 0
+    output.mux(stream.encode(frame))
+    output.mux(stream.encode(None))
+
+
+def read_video_frames(path: str | Path) -> tuple[np.ndarray, Fraction]:
+    """All frames of the first video stream as RGB uint8 ``(N, H, W, 3)`` and its average frame rate."""
+    with av.open(str(path)) as source:
+        stream = source.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in source.decode(stream)]
+        rate = Fraction(stream.average_rate) if stream.average_rate else Fraction(0)
+    if not frames:
+        raise ValueError(f"The video '{path}' has no frames.")
+    return np.stack(frames), rate
+
+
+def read_audio_track(path: str | Path) -> AudioTrack | None:
+    """The first audio stream decoded to float32 ``(channels, samples)``, or None when the file has none."""
+    with av.open(str(path)) as source:
+        if not source.streams.audio:
+            return None
+        stream = source.streams.audio[0]
+        to_float = av.AudioResampler(format="fltp", layout=stream.layout, rate=stream.rate)
+        chunks = [converted.to_ndarray() for frame in source.decode(stream) for converted in to_float.resample(frame)]
+        chunks += [converted.to_ndarray() for converted in to_float.resample(None)]
+        waveform = np.concatenate(chunks, axis=1) if chunks else np.zeros((len(stream.layout.channels), 0))
+        if stream.duration is not None:
+            # the codec's last frame is padded; the container's duration says where the real audio ends
+            waveform = waveform[:, :round(stream.duration * stream.time_base * stream.rate)]
+        return AudioTrack(waveform.astype(np.float32), stream.rate)

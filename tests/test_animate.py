@@ -1,0 +1,68 @@
+"""animate.sh, the command-line way to the audio-driven workflow: a video from a portrait and speech on the tiny
+weights, and clear messages for missing models and bad arguments."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from models.video_io import read_audio_track, read_video_frames
+from tests.workflow_inputs import SIZE, make_inputs, speech_frames, tiny_settings
+
+pytestmark = pytest.mark.server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def animate(comfy_root: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = ["bash", str(REPO / "animate.sh"), "--comfyui", str(comfy_root / "ComfyUI"), *map(str, args)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def tiny_arguments(golden: Path) -> list[str]:
+    arguments = []
+    for selector, values in tiny_settings(golden).items():
+        for name, value in values.items():
+            arguments += ["--set", f"{selector}.{name}={value}"]
+    return arguments
+
+
+def test_makes_a_talking_video_on_the_tiny_weights(tmp_path, comfy_root, tiny_models, golden_dir, assets_dir):
+    inputs = make_inputs(tmp_path / "inputs", assets_dir)
+    result = animate(comfy_root, "--image", assets_dir / "solo.png", "--audio", inputs["lyl.wav"],
+                     "--models", tiny_models, "--out", "videos/solo.mp4", *tiny_arguments(golden_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    video = tmp_path / "videos" / "solo.mp4"
+    frames, fps = read_video_frames(video)
+    assert frames.shape == (speech_frames(), SIZE, SIZE, 3) and fps == 30
+    audio = read_audio_track(video)
+    assert audio.sample_rate == 44100 and audio.waveform.shape[1] == round(speech_frames() / 30 * 44100)
+
+
+def test_missing_models_are_listed_with_the_download_command(tmp_path, comfy_root, assets_dir):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    (empty / "audio2mesh.pt").write_bytes(b"present")
+    result = animate(comfy_root, "--image", assets_dir / "solo.png", "--audio", assets_dir / "lyl.wav",
+                     "--models", empty, cwd=tmp_path)
+    assert result.returncode == 1
+    assert str(empty / "denoising_unet.pth") in result.stderr
+    assert str(empty / "audio2mesh.pt") not in result.stderr
+    assert f"scripts/download_models.py --models-dir {empty}" in result.stderr
+    assert "starting ComfyUI" not in result.stdout  # refused before starting anything
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image", "nowhere.png", "--audio", "speech.wav"], "--image: nowhere.png does not exist"),
+    (["--audio", "speech.wav"], "the following arguments are required: --image"),
+    (["--image", "face.png", "--audio", "speech.wav", "--out", "video.avi"], "must end in .mp4 or .webm"),
+    (["--image", "face.png", "--audio", "speech.wav", "--set", "steps=2"], "write NODE.INPUT=VALUE"),
+])
+def test_bad_arguments_are_explained_before_anything_starts(tmp_path, comfy_root, args, message):
+    (tmp_path / "speech.wav").write_bytes(b"RIFF")
+    (tmp_path / "face.png").write_bytes(b"PNG")
+    result = animate(comfy_root, *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "starting ComfyUI" not in result.stdout

@@ -1,0 +1,76 @@
+"""The ready-made workflows (workflows/*.json) against a real ComfyUI: listed as templates, in sync with their
+generator, and each one runs through the HTTP API (UI -> API conversion by scripts/workflow_api.py) on the tiny
+weights, writing a video with the expected frames, fps, size and soundtrack."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from models.video_io import read_audio_track, read_video_frames
+from scripts.workflow_api import set_inputs, workflow_to_prompt
+from tests.harness.client import ComfyClient
+from tests.workflow_inputs import (SIZE, VIDEO_FRAMES, WORKFLOW_DIR, WORKFLOWS, file_settings, load_workflow,
+                                   make_inputs, speech_frames, tiny_settings, upload_inputs)
+from workflows.build_workflows import WORKFLOWS as DESCRIPTIONS, build
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def uploaded(tmp_path_factory, comfy_server, assets_dir):
+    files = make_inputs(tmp_path_factory.mktemp("workflow-inputs"), assets_dir)
+    return upload_inputs(ComfyClient(comfy_server.url), files)
+
+
+def test_the_workflows_folder_is_listed_as_templates(client, comfy_server):
+    assert sorted(p.stem for p in WORKFLOW_DIR.glob("*.json")) == sorted(WORKFLOWS)
+    [pack] = [p.name for p in (comfy_server.base_dir / "custom_nodes").iterdir()]
+    listed = client.get("/workflow_templates")
+    assert sorted(listed[pack]) == sorted(WORKFLOWS)
+    served = client.get(f"/api/workflow_templates/{pack}/audio_driven.json")
+    assert served == load_workflow("audio_driven")
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_committed_workflow_is_what_the_generator_builds(client, name):
+    rebuilt = build(DESCRIPTIONS[name](), client.object_info())
+    assert json.loads(json.dumps(rebuilt)) == load_workflow(name), \
+        "workflows/*.json are stale: run python workflows/build_workflows.py"
+
+
+# (frames, fps) each workflow produces from the inputs of tests/workflow_inputs.py
+def expected_length(name: str) -> tuple[int | None, Fraction]:
+    if name.startswith("audio_driven"):
+        return speech_frames(), Fraction(30)
+    if name == "pose_video_driven":
+        return VIDEO_FRAMES, Fraction(25)  # the pose video's frames at its own rate
+    return None, Fraction(30)  # face_reenactment: the 25 fps driving motion resampled to 30 fps
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_runs_through_the_api(client, comfy_server, golden_dir, uploaded, name):
+    object_info = client.object_info()
+    workflow = load_workflow(name)
+    prompt = workflow_to_prompt(workflow, object_info)
+    assert {node["class_type"] for node in prompt.values()} <= set(object_info)
+    for selector, values in {**tiny_settings(golden_dir), **file_settings(workflow, uploaded)}.items():
+        set_inputs(prompt, selector, **values)
+    run = client.run(prompt, timeout=600)
+    assert run.status == "success", run.describe()
+
+    [combine_id] = [key for key, node in prompt.items() if node["class_type"] == "APK_VideoCombine"]
+    [entry] = run.outputs[combine_id]["images"]
+    path = comfy_server.output_dir / entry["subfolder"] / entry["filename"]
+    frames, fps = read_video_frames(path)
+    expected_frames, expected_fps = expected_length(name)
+    assert fps == expected_fps
+    if expected_frames is None:
+        assert abs(len(frames) - VIDEO_FRAMES * 30 / 25) <= 1
+    else:
+        assert len(frames) == expected_frames
+    assert frames.shape[1:] == (SIZE, SIZE, 3)
+    audio = read_audio_track(path)
+    assert audio is not None, "the video has no soundtrack"
+    assert audio.waveform.shape[1] == round(len(frames) / fps * audio.sample_rate)
