@@ -74,6 +74,16 @@ def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]
     module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
 
 
+def checkpoint_shapes(state: Mapping[str, torch.Tensor], keys: tuple[str, ...], source: Path | str,
+                      expected: str) -> list[torch.Size]:
+    """Shapes of the tensors a model's widths are read from; a file lacking them is the wrong file."""
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise CheckpointMismatchError(f"{source} does not look like {expected}: it has no {', '.join(missing)}. "
+                                      "Check that the right file is selected in this slot.")
+    return [state[key].shape for key in keys]
+
+
 def build_uninitialised(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     """``build()`` without the cost of random initialisation (seconds for large models).
 

@@ -54,13 +54,11 @@ def folder_choices(registry_name: str) -> list[str]:
     return [default] + sorted(found)
 
 
-def resolve_model(registry_name: str, choice: str, allow_download: bool = True) -> Path:
-    """Path of the model selected in a dropdown. The registry default is downloaded when missing (if allowed);
-    any other choice must exist."""
+def resolve_model(registry_name: str, choice: str) -> Path:
+    """Path of the model selected in a dropdown. The registry default is downloaded when missing (unless
+    ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE say otherwise); any other choice must exist."""
     if choice == MODEL_FILES[registry_name].relpath:
-        # None lets the environment decide (ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE); False forbids downloading
-        permission = None if allow_download else False
-        return ensure_models([registry_name], models_dir(), allow_download=permission)[registry_name]
+        return ensure_models([registry_name], models_dir())[registry_name]
     for base in folder_paths.get_folder_paths(FOLDER_NAME):
         candidate = Path(base) / choice
         if candidate.exists():
@@ -88,14 +86,23 @@ def cached_model(key: Hashable, build: Callable[[], torch.nn.Module]) -> torch.n
     accounts for it and can offload it when other nodes need the memory.
     """
     def load() -> comfy.model_patcher.ModelPatcher:
-        module = build().eval()
-        return comfy.model_patcher.ModelPatcher(module, load_device=torch_device(),
+        holder = _PatcherHolder(build().eval())
+        return comfy.model_patcher.ModelPatcher(holder, load_device=torch_device(),
                                                 offload_device=mm.unet_offload_device(),
-                                                size=mm.module_size(module))
+                                                size=mm.module_size(holder))
 
     patcher = MODEL_CACHE.get(key, load)
     mm.load_models_gpu([patcher])
-    return patcher.model
+    return patcher.model.held
+
+
+class _PatcherHolder(torch.nn.Module):
+    """What the ModelPatcher manages: it assigns attributes such as ``device`` to its model, which transformers and
+    diffusers models expose as read-only properties, so they are held one level down."""
+
+    def __init__(self, held: torch.nn.Module) -> None:
+        super().__init__()
+        self.held = held
 
 
 def install_free_hook() -> None:
@@ -122,12 +129,7 @@ def check_interrupt() -> None:
 
 def progress_bar(total: int) -> Callable[[int, int], None]:
     """A ``(done, total)`` callback that drives the node's progress bar in the UI."""
-    bar = comfy.utils.ProgressBar(total)
-
-    def update(done: int, total_now: int) -> None:
-        bar.update_absolute(done, total_now)
-
-    return update
+    return comfy.utils.ProgressBar(total).update_absolute
 
 
 def images_to_uint8(images: torch.Tensor) -> np.ndarray:

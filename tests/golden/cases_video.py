@@ -1,4 +1,147 @@
-"""Golden cases: cases_video."""
+"""Golden cases of the video back end: CLIP + VAE (g_), DDIM (h_), context windows (i_), full pipeline runs (f).
+
+Every model is loaded from the golden ``tiny/`` folder through the pack's own loaders; the only numbers not
+derivable from the files (the PoseGuider's inner attention heads) come from ``tiny/tiny_config.json``.
+"""
 from __future__ import annotations
 
-CASES: dict = {}
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
+from models.video.context import context_windows
+from models.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
+from models.video.scheduler import DDIMSampler
+from models.video.vae import decode_latents, encode_latent, load_vae, vae_pixel_values
+
+from .compare import Comparison, compare
+
+# golden README's suggestions
+TOL_EMBEDS = 1e-4
+TOL_DECODE = 1e-5
+TOL_STEP_LATENTS = 1e-3
+TOL_VIDEO = 5e-4
+TOL_SCHEDULER = 1e-7
+
+
+def tiny_video_files(golden: Path) -> VideoModelFiles:
+    tiny = golden / "tiny"
+    pose_guider = json.loads((tiny / "tiny_config.json").read_text())["pose_guider"]
+    return VideoModelFiles(
+        denoising_unet=tiny / "denoising_unet.pth", reference_unet=tiny / "reference_unet.pth",
+        motion_module=tiny / "motion_module.pth", pose_guider=tiny / "pose_guider.pth",
+        unet_config=tiny / "stable-diffusion-v1-5" / "unet" / "config.json", vae=tiny / "sd-vae-ft-mse",
+        image_encoder=tiny / "image_encoder",
+        pose_guider_heads=pose_guider["transformer_num_attention_heads"],
+        pose_guider_head_dim=pose_guider["transformer_attention_head_dim"])
+
+
+@functools.lru_cache(maxsize=1)
+def _tiny_models(golden: Path):
+    return load_video_models(tiny_video_files(golden), torch.float32, "cpu")
+
+
+def _reference_image(golden: Path) -> np.ndarray:
+    return np.array(Image.open(golden / "cases" / "ref_image.png").convert("RGB"))
+
+
+def check_clip_vae(case: str, info: dict, golden: Path) -> list[Comparison]:
+    data = np.load(golden / "cases" / info["file"])
+    args = info["args"]
+    tiny = golden / "tiny"
+    image = _reference_image(golden)
+    pixels = clip_pixel_values(image)
+    encoder = load_image_encoder(tiny / "image_encoder")
+    vae = load_vae(tiny / "sd-vae-ft-mse")
+    vae_input = vae_pixel_values(image, args["W"], args["H"])
+    with torch.no_grad():
+        posterior = vae.encode(vae_input).latent_dist
+    decoded = decode_latents(vae, torch.from_numpy(data["decode_latents_input"]))
+    return [
+        compare(case, "clip_pixel_values", pixels, data["clip_pixel_values"], TOL_SCHEDULER),
+        compare(case, "image_embeds", encode_image(encoder, image), data["image_embeds"], TOL_EMBEDS),
+        compare(case, "vae_input", vae_input, data["vae_input"], TOL_SCHEDULER),
+        compare(case, "latent_mean", posterior.mean, data["latent_mean"], TOL_EMBEDS),
+        compare(case, "latent_std", posterior.std, data["latent_std"], TOL_EMBEDS),
+        compare(case, "ref_image_latents", encode_latent(vae, vae_input), data["ref_image_latents"], TOL_EMBEDS),
+        compare(case, "decode_latents_output", decoded.permute(3, 0, 1, 2)[None],
+                data["decode_latents_output"], TOL_DECODE, note="frame by frame, as the original"),
+    ]
+
+
+def check_scheduler(case: str, info: dict, golden: Path) -> list[Comparison]:
+    data = np.load(golden / "cases" / info["file"])
+    sampler = DDIMSampler()
+    results = [
+        compare(case, "betas", sampler.betas, data["betas"], TOL_SCHEDULER),
+        compare(case, "alphas_cumprod", sampler.alphas_cumprod, data["alphas_cumprod"], TOL_SCHEDULER),
+        compare(case, "final_alpha_cumprod", sampler.final_alpha_cumprod, data["final_alpha_cumprod"], 0),
+        compare(case, "init_noise_sigma", np.float32(sampler.init_noise_sigma), data["init_noise_sigma"], 0),
+    ]
+    step_counts = sorted(int(name.split("_")[1]) for name in data.files if name.startswith("timesteps_"))
+    for count in step_counts:
+        results.append(compare(case, f"timesteps_{count}", sampler.set_timesteps(count),
+                               data[f"timesteps_{count}"], 0))
+        for timestep in sampler.timesteps.tolist():
+            prefix = f"step{count}_t{timestep}_"
+            if prefix + "sample" not in data.files:
+                continue
+            prev_sample, pred_original = sampler.step(torch.from_numpy(data[prefix + "model_output"]), timestep,
+                                                      torch.from_numpy(data[prefix + "sample"]))
+            results.append(compare(case, prefix + "prev_sample", prev_sample, data[prefix + "prev_sample"],
+                                   TOL_SCHEDULER))
+            results.append(compare(case, prefix + "pred_original_sample", pred_original,
+                                   data[prefix + "pred_original_sample"], TOL_SCHEDULER))
+    return results
+
+
+def check_context_windows(case: str, info: dict, golden: Path) -> list[Comparison]:
+    settings = json.loads((golden / "cases" / info["file"]).read_text())
+    wrong = []
+    for setting in settings:
+        if setting["context_stride"] != 1 or setting["step"] != 0:
+            raise ValueError(f"unexpected setting (the pipeline only uses stride 1, step 0): {setting}")
+        ours = context_windows(setting["num_frames"], setting["context_frames"], setting["context_overlap"])
+        if ours != setting["windows"]:
+            wrong.append(f"F={setting['num_frames']} size={setting['context_frames']} "
+                         f"overlap={setting['context_overlap']}")
+    return [Comparison(case, f"windows ({len(settings)} settings)", float(len(wrong)), 0.0, not wrong,
+                       "; ".join(wrong) or "error = number of settings with different windows")]
+
+
+def check_pipeline_run(case: str, info: dict, golden: Path) -> list[Comparison]:
+    data = np.load(golden / "cases" / info["file"])
+    params = json.loads((golden / "cases" / "index.json").read_text())["params"]
+    run = next(r for r in params["runs"] if r["name"] == case)
+    guidance = run["guidance_scale"]
+    models = _tiny_models(golden)
+    reference = encode_reference(models, _reference_image(golden), params["W"], params["H"])
+    step_latents: dict[int, np.ndarray] = {}
+    # guidance <= 1: the golden records the original's summing of overlapping windows (spec B6)
+    blend = "average" if guidance > 1 else "sum (original, guidance<=1)"
+    video = generate(models, reference, data["pose_images"], steps=params["steps"], guidance=guidance,
+                     seed=params["gen_seed"], context_frames=run["context_frames"],
+                     context_overlap=run["context_overlap"], window_blend=blend,
+                     init_latents=torch.from_numpy(data["init_latents"]),
+                     on_step=lambda step, latents: step_latents.__setitem__(step, latents.float().numpy()))
+    sampler = DDIMSampler()
+    results = [compare(case, "timesteps", sampler.set_timesteps(params["steps"]), data["timesteps"], 0)]
+    for step in range(params["steps"]):
+        name = f"latents_after_step{step}"
+        results.append(compare(case, name, step_latents.get(step, np.zeros(0)), data[name], TOL_STEP_LATENTS))
+    results.append(compare(case, "video", video.permute(3, 0, 1, 2)[None], data["video"], TOL_VIDEO,
+                           note=f"window_blend={blend!r}"))
+    return results
+
+
+CASES = {
+    "g_": check_clip_vae,
+    "h_": check_scheduler,
+    "i_": check_context_windows,
+    "f": check_pipeline_run,
+}

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 from models.video.loading import (build_denoising_unet, build_pose_guider, build_reference_unet,
                                   is_motion_module_key)
+from models.video.clip_encoder import IMAGE_ENCODER_CONFIG
 from models.video.sd15_unet_config import SD15_UNET_CONFIG
+from models.video.vae import DEPRECATED_ATTENTION_NAMES, SD_VAE_FT_MSE_CONFIG
 
 from .compare import Comparison
 
@@ -40,16 +43,19 @@ class ManifestCheck:
 
 @functools.cache
 def _denoising_unet() -> nn.Module:
-    return build_denoising_unet(SD15_UNET_CONFIG, device="meta")
+    with torch.device("meta"):
+        return build_denoising_unet(SD15_UNET_CONFIG)
 
 
 @functools.cache
 def _reference_unet() -> nn.Module:
-    return build_reference_unet(SD15_UNET_CONFIG, device="meta")
+    with torch.device("meta"):
+        return build_reference_unet(SD15_UNET_CONFIG)
 
 
 def _pose_guider() -> nn.Module:
-    return build_pose_guider(device="meta")  # defaults = the released model: 320 channels, 16 heads x 88
+    with torch.device("meta"):
+        return build_pose_guider()  # defaults = the released model: 320 channels, 16 heads x 88
 
 
 def _spatial_keys(shapes: Shapes) -> Shapes:
@@ -68,6 +74,37 @@ def _with_sd15_output_layers(shapes: Shapes) -> Shapes:
             "conv_out.weight": (out, width, 3, 3), "conv_out.bias": (out,)}
 
 
+def _vae() -> nn.Module:
+    from diffusers import AutoencoderKL
+
+    with torch.device("meta"):
+        return AutoencoderKL.from_config(SD_VAE_FT_MSE_CONFIG)
+
+
+def _with_deprecated_attention_names(shapes: Shapes) -> Shapes:
+    """Our names -> the pre-0.14 diffusers names of older hub files, by the table the VAE loader maps back with."""
+    def old_name(key: str) -> str:
+        for old, current in DEPRECATED_ATTENTION_NAMES.items():
+            key = key.replace(f".attentions.0.{current}.", f".attentions.0.{old}.")
+        return key
+
+    return {old_name(key): shape for key, shape in shapes.items()}
+
+
+def _image_encoder() -> nn.Module:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    with torch.device("meta"):
+        return CLIPVisionModelWithProjection(CLIPVisionConfig(**IMAGE_ENCODER_CONFIG))
+
+
+def _with_stored_position_ids(shapes: Shapes) -> Shapes:
+    """transformers 4.30.2 saved the position index buffer with the weights (persistent); newer versions rebuild it
+    and leave it out of the state dict. The loader accepts it when a file has it."""
+    patches = (IMAGE_ENCODER_CONFIG["image_size"] // IMAGE_ENCODER_CONFIG["patch_size"]) ** 2
+    return {**shapes, "vision_model.embeddings.position_ids": (1, patches + 1)}
+
+
 MANIFEST_CHECKS: list[ManifestCheck] = [
     ManifestCheck("denoising_unet.pth.json", _denoising_unet, _spatial_keys, "UNet3D without motion-module keys"),
     ManifestCheck("motion_module.pth.json", _denoising_unet, _motion_keys, "UNet3D motion-module keys"),
@@ -76,6 +113,11 @@ MANIFEST_CHECKS: list[ManifestCheck] = [
     ManifestCheck("stable-diffusion-v1-5.unet.json", _reference_unet, _with_sd15_output_layers,
                   "ReferenceUNet + conv_norm_out/conv_out"),
     ManifestCheck("pose_guider.pth.json", _pose_guider, note="PoseGuider(320, 16 x 88)"),
+    ManifestCheck("sd-vae-ft-mse.json", _vae, note="AutoencoderKL(sd-vae-ft-mse config)"),
+    ManifestCheck("sd-vae-ft-mse.deprecated_attention_names.json", _vae, _with_deprecated_attention_names,
+                  "AutoencoderKL, attention keys as query/key/value/proj_attn"),
+    ManifestCheck("image_encoder.CLIPVisionModelWithProjection.json", _image_encoder, _with_stored_position_ids,
+                  "CLIPVisionModelWithProjection (ViT-L/14) + 4.30.2's persistent position_ids"),
 ]
 
 

@@ -1,0 +1,391 @@
+"""Lmk2Video: reference portrait + pose images -> video frames (the original's Pose2VideoPipeline, spec §10).
+
+Two stages, so a reference can be encoded once and animated many times:
+* ``encode_reference``: CLIP embedding, VAE latent and the ReferenceNet bank of the conditional element (run once;
+  the unconditional CFG rows never read the bank, spec §9.5).
+* ``generate``: seeded noise, DDIM over fixed context windows with CFG, VAE decode.
+
+Faithful by default (closed-loop windows, the original's seeded CPU noise, per-window PoseGuider statistics,
+the reference bank rounded through float16); two documented
+departures are options: ``window_blend`` (the original sums overlapping windows when guidance <= 1, spec B6 — we
+average unless asked for the original) and ``closed_loop`` (spec B9).
+
+Memory: nothing grows with the video length except the latents and their accumulators. Pose images stay on the
+host as uint8 and go to the device one window at a time; PoseGuider features are cached per window only while the
+cache fits the memory budget; several windows share one UNet call (batch = windows × CFG rows) when they fit; the
+decoded frames go to the host batch by batch.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+import psutil
+import torch
+
+from .clip_encoder import encode_image, load_image_encoder
+from .context import context_windows, frame_coverage
+from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
+from .reference_unet import round_bank_like_original
+from .scheduler import DDIMSampler
+from .vae import VAE_SCALE_FACTOR, decode_latents, encode_latent, load_vae, vae_pixel_values
+
+log = logging.getLogger("aniportrait")
+
+ProgressFn = Callable[[int, int], None]
+WINDOW_BLENDS = ("average", "sum (original, guidance<=1)")
+
+# Working-memory estimates that only decide batch sizes: UNet bytes per latent element (frame x latent pixel x batch
+# row) and VAE-decode bytes per output pixel, each per byte of the dtype. Measured peaks at 256x256 (CPU, float32):
+# about 9,700 and 1,000-1,350; bench/bench_video.py reports the measured values next to these.
+UNET_BYTES_PER_LATENT_ELEMENT = 12_000
+DECODE_BYTES_PER_PIXEL = 1_500
+MEMORY_HEADROOM = 0.7  # the fraction of the free memory a plan may use
+
+
+class VideoModels(Protocol):
+    """The five networks (modules on one device, one dtype). Attributes may be fetched lazily by the caller."""
+
+    image_encoder: torch.nn.Module
+    vae: torch.nn.Module
+    reference_unet: torch.nn.Module
+    denoising_unet: torch.nn.Module
+    pose_guider: torch.nn.Module
+
+
+@dataclass(frozen=True)
+class VideoModelFiles:
+    """Where each network's files are (AniPortrait's pretrained_weights/ layout, or the user's choices)."""
+
+    denoising_unet: Path
+    reference_unet: Path
+    motion_module: Path
+    pose_guider: Path
+    unet_config: Path
+    vae: Path              # a diffusers folder or a single weights file
+    image_encoder: Path    # a transformers folder
+    pose_guider_heads: int = 16      # the PoseGuider's inner transformers: hard-coded 16 x 88 in the original
+    pose_guider_head_dim: int = 88
+
+    def files_of(self, part: str) -> tuple[Path, ...]:
+        """The files ``part`` is built from (for cache keys)."""
+        return {"image_encoder": (self.image_encoder,), "vae": (self.vae,),
+                "reference_unet": (self.unet_config, self.reference_unet),
+                "denoising_unet": (self.unet_config, self.denoising_unet, self.motion_module),
+                "pose_guider": (self.pose_guider,)}[part]
+
+    def load(self, part: str, dtype: torch.dtype) -> torch.nn.Module:
+        """Build one network on the CPU in ``dtype``, in eval mode (the PoseGuider keeps batch statistics)."""
+        if part == "image_encoder":
+            return load_image_encoder(self.image_encoder, dtype)
+        if part == "vae":
+            return load_vae(self.vae, dtype)
+        if part == "reference_unet":
+            return load_reference_unet(self.unet_config, self.reference_unet, dtype)
+        if part == "denoising_unet":
+            return load_denoising_unet(self.unet_config, self.denoising_unet, self.motion_module, dtype)
+        if part == "pose_guider":
+            return load_pose_guider(self.pose_guider, dtype, self.pose_guider_heads,
+                                            self.pose_guider_head_dim)
+        raise ValueError(f"unknown video model part {part!r}")
+
+
+VIDEO_MODEL_PARTS = ("image_encoder", "vae", "reference_unet", "denoising_unet", "pose_guider")
+
+
+@dataclass
+class LoadedVideoModels:
+    image_encoder: torch.nn.Module
+    vae: torch.nn.Module
+    reference_unet: torch.nn.Module
+    denoising_unet: torch.nn.Module
+    pose_guider: torch.nn.Module
+
+
+def load_video_models(files: VideoModelFiles, dtype: torch.dtype = torch.float32,
+                      device: torch.device | str = "cpu") -> LoadedVideoModels:
+    """All five networks on ``device`` (outside ComfyUI: tests, benchmarks, scripts)."""
+    return LoadedVideoModels(**{part: files.load(part, dtype).to(device) for part in VIDEO_MODEL_PARTS})
+
+
+@dataclass
+class EncodedReference:
+    """What the sampler needs from the reference portrait. Tensors live on the CPU (moved at generation)."""
+
+    clip_embeds: torch.Tensor              # (1, 1, D): the cross-attention context of the conditional rows
+    latent: torch.Tensor                   # (1, 4, H/8, W/8): scaled VAE posterior mean
+    bank: dict[str, torch.Tensor]          # ReferenceNet norm1 outputs per block, (1, L, C), fp16-rounded (B8)
+    width: int
+    height: int
+    dtype: torch.dtype                     # the precision it was encoded in
+
+
+def _device_and_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    parameter = next(module.parameters())
+    return parameter.device, parameter.dtype
+
+
+def snap_to_latent_grid(width: int, height: int) -> tuple[int, int]:
+    """The nearest sizes the VAE can represent (multiples of 8), with a log note when they differ."""
+    snapped = tuple(max(VAE_SCALE_FACTOR, int(round(v / VAE_SCALE_FACTOR)) * VAE_SCALE_FACTOR)
+                    for v in (width, height))
+    if snapped != (width, height):
+        log.warning("AniPortrait: %dx%d is not a multiple of 8; using %dx%d.", width, height, *snapped)
+    return snapped
+
+
+@torch.no_grad()
+def encode_reference(models: VideoModels, image: np.ndarray, width: int, height: int) -> EncodedReference:
+    """Encode an RGB uint8 (H, W, 3) reference image at its source resolution for a width x height video."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError("the reference image must be one RGB uint8 (H, W, 3) array, got "
+                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}.")
+    width, height = snap_to_latent_grid(width, height)
+    image_encoder, vae, reference_unet = models.image_encoder, models.vae, models.reference_unet
+    device, dtype = _device_and_dtype(reference_unet)
+    clip_embeds = encode_image(image_encoder, image).to(device=device, dtype=dtype)[:, None]
+    latent = encode_latent(vae, vae_pixel_values(image, width, height)).to(device=device, dtype=dtype)
+    bank = round_bank_like_original(reference_unet(latent, clip_embeds))
+    return EncodedReference(clip_embeds=clip_embeds.cpu(), latent=latent.cpu(),
+                            bank={name: value.cpu() for name, value in bank.items()},
+                            width=width, height=height, dtype=dtype)
+
+
+def prepare_pose_images(pose_images: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Checked (F, height, width, 3) uint8 pose frames; other sizes are resized (cv2 bilinear, as the scripts do)."""
+    if not isinstance(pose_images, np.ndarray) or pose_images.dtype != np.uint8 or pose_images.ndim != 4 \
+            or pose_images.shape[-1] != 3:
+        raise ValueError("pose images must be uint8 frames (F, H, W, 3), got "
+                         f"{getattr(pose_images, 'dtype', type(pose_images))} {getattr(pose_images, 'shape', '')}.")
+    if pose_images.shape[0] == 0:
+        raise ValueError("no pose images: the video needs at least one pose frame. Check the node that made them.")
+    if pose_images.shape[1:3] != (height, width):
+        log.warning("AniPortrait: pose images are %dx%d, the reference was encoded for %dx%d; resizing them.",
+                    pose_images.shape[2], pose_images.shape[1], width, height)
+        pose_images = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+                                for frame in pose_images])
+    return np.ascontiguousarray(pose_images)
+
+
+def initial_noise(seed: int, num_frames: int, width: int, height: int, dtype: torch.dtype) -> torch.Tensor:
+    """(1, 4, F, H/8, W/8) on the CPU, drawn in one call from a generator seeded with ``seed`` (spec §10.2 item 4).
+
+    Drawn in the generation dtype as the original's ``randn_tensor`` does: in float16 PyTorch's CPU sampler
+    produces different numbers than float32-then-cast, and every frame's noise depends on F.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shape = (1, 4, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
+    return torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def free_device_memory(device: torch.device) -> int:
+    """Bytes a plan may use now: free CUDA memory, or available host memory for the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # reusable by torch
+        return int((free + cached) * MEMORY_HEADROOM)
+    return int(psutil.virtual_memory().available * MEMORY_HEADROOM)
+
+
+def decode_frames_per_call(width: int, height: int, dtype: torch.dtype, budget: int) -> int:
+    per_frame = DECODE_BYTES_PER_PIXEL * width * height * dtype.itemsize
+    return max(1, budget // per_frame)
+
+
+class _PoseFeatures:
+    """PoseGuider features per window. BatchNorm uses each window's own batch statistics (spec §7.4), so a window
+    is always run alone; results are cached when all windows fit ``cache_budget`` bytes, else recomputed."""
+
+    def __init__(self, pose_guider: torch.nn.Module, pose_images: np.ndarray, windows: list[list[int]],
+                 device: torch.device, dtype: torch.dtype, cache_budget: int) -> None:
+        self.pose_guider = pose_guider
+        self.pose_images = torch.from_numpy(pose_images)  # host uint8, raw channel order
+        self.windows = windows
+        self.device, self.dtype = device, dtype
+        self.cache_budget = cache_budget
+        self.cache: dict[int, list[torch.Tensor]] | None = {}
+
+    def _pose_tensor(self, window: list[int]) -> torch.Tensor:
+        frames = self.pose_images[window]
+        if self.device.type == "cuda":
+            frames = frames.pin_memory()
+        frames = frames.to(self.device, non_blocking=True)
+        # uint8 straight to 2v-1, not /255 first: the original's VaeImageProcessor quirk (range [-1, 509])
+        pose = 2.0 * frames.permute(3, 0, 1, 2).float() - 1.0
+        return pose[None].to(self.dtype).contiguous()
+
+    def get(self, index: int) -> list[torch.Tensor]:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        features = self.pose_guider(self._pose_tensor(self.windows[index]))
+        if self.cache is not None:
+            size = sum(f.numel() * f.element_size() for f in features)
+            if size * len(self.windows) <= self.cache_budget:
+                self.cache[index] = features
+            else:
+                self.cache = None
+        return features
+
+
+class _WindowBatches:
+    """Index tensors, contexts and masks for UNet calls over several windows at once."""
+
+    def __init__(self, windows: list[list[int]], clip_embeds: torch.Tensor, guided: bool,
+                 windows_per_call: int, device: torch.device) -> None:
+        self.indices = torch.tensor(windows, dtype=torch.int64, device=device)  # (n_windows, f)
+        self.guided = guided
+        self.rows = 2 if guided else 1
+        self.groups = [list(range(start, min(start + windows_per_call, len(windows))))
+                       for start in range(0, len(windows), windows_per_call)]
+        self._clip_embeds = clip_embeds
+        self._contexts: dict[int, tuple[torch.Tensor, list[bool]]] = {}
+
+    def context(self, count: int) -> tuple[torch.Tensor, list[bool]]:
+        """Encoder hidden states (rows·count, 1, D) and the reference mask (read on the host, so a list):
+        unconditional rows first (zero embedding, no reference), then the conditional rows."""
+        if count not in self._contexts:
+            cond = self._clip_embeds.expand(count, -1, -1)
+            if self.guided:
+                self._contexts[count] = (torch.cat([torch.zeros_like(cond), cond]), [False] * count + [True] * count)
+            else:
+                self._contexts[count] = (cond.contiguous(), [True] * count)
+        return self._contexts[count]
+
+    def latent_input(self, latents: torch.Tensor, group: list[int]) -> torch.Tensor:
+        """(rows·K, 4, f, h, w): each window's frames, once per CFG row."""
+        index = self.indices[group[0]:group[-1] + 1]
+        k, f = index.shape
+        chosen = latents[0].index_select(1, index.reshape(-1))  # (4, K·f, h, w)
+        batch = chosen.unflatten(1, (k, f)).transpose(0, 1)
+        return torch.cat([batch] * self.rows).contiguous()
+
+
+def unet_windows_per_call(window_frames: int, width: int, height: int, guided: bool, dtype: torch.dtype,
+                          budget: int, num_windows: int) -> int:
+    """How many context windows one UNet call takes: as many as fit half of ``budget`` bytes (the other half is
+    for cached PoseGuider features and decoding), at least one."""
+    rows = 2 if guided else 1
+    latent_elements = window_frames * (height // VAE_SCALE_FACTOR) * (width // VAE_SCALE_FACTOR) * rows
+    per_window = UNET_BYTES_PER_LATENT_ELEMENT * latent_elements * dtype.itemsize
+    return max(1, min(num_windows, budget // 2 // per_window))
+
+
+@dataclass
+class _Sampling:
+    """The fixed settings of one generation."""
+
+    timesteps: list[int]
+    guidance: float
+    guided: bool           # CFG rows (guidance > 1), as the original decides
+    average: bool          # divide overlapping windows by their count (always, or the original: only with CFG)
+    windows: list[list[int]]
+    windows_per_call: int
+    pose_cache_budget: int
+
+
+@torch.no_grad()
+def generate(models: VideoModels, reference: EncodedReference, pose_images: np.ndarray, steps: int = 25,
+             guidance: float = 3.5, seed: int = 42, context_frames: int = 16, context_overlap: int = 4,
+             window_blend: str = "average", closed_loop: bool = True, init_latents: torch.Tensor | None = None,
+             windows_per_call: int | None = None, decode_batch: int | None = None,
+             memory_budget: int | None = None, progress: ProgressFn | None = None,
+             check_interrupt: Callable[[], None] | None = None,
+             on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Animate ``reference`` along ``pose_images`` (uint8 (F, H, W, 3) in the RAW drawing channel order).
+
+    Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU. ``guidance`` <= 1 runs without CFG (as the
+    original). ``windows_per_call`` / ``decode_batch`` / ``memory_budget`` (bytes) default to a plan from the free
+    device memory. ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them).
+    """
+    if window_blend not in WINDOW_BLENDS:
+        raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {window_blend!r}.")
+    width, height = reference.width, reference.height
+    pose_images = prepare_pose_images(pose_images, width, height)
+    num_frames = pose_images.shape[0]
+    windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
+    unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
+    device, dtype = _device_and_dtype(unet)
+    latent_h, latent_w = height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR
+    if init_latents is None:
+        latents = initial_noise(seed, num_frames, width, height, dtype)
+    elif tuple(init_latents.shape) != (1, 4, num_frames, latent_h, latent_w):
+        raise ValueError(f"init_latents must have shape {(1, 4, num_frames, latent_h, latent_w)}, "
+                         f"got {tuple(init_latents.shape)}.")
+    else:
+        latents = init_latents.to(dtype)
+
+    guided = guidance > 1.0
+    budget = free_device_memory(device) if memory_budget is None else memory_budget
+    if windows_per_call is None:
+        windows_per_call = unet_windows_per_call(len(windows[0]), width, height, guided, dtype, budget, len(windows))
+    scheduler = DDIMSampler()
+    sampling = _Sampling(timesteps=scheduler.set_timesteps(steps).tolist(), guidance=guidance, guided=guided,
+                         average=window_blend == "average" or guided, windows=windows,
+                         windows_per_call=windows_per_call, pose_cache_budget=budget // 4)
+    log.info("AniPortrait: %d frames in %d windows, %d per UNet call, %d steps%s.", num_frames, len(windows),
+             windows_per_call, steps, ", CFG" if guided else "")
+    try:
+        latents = _denoise(unet, pose_guider, reference, pose_images, latents.to(device), scheduler, sampling,
+                           progress, check_interrupt, on_step)
+        if decode_batch is None:
+            decode_batch = decode_frames_per_call(width, height, dtype, free_device_memory(device)
+                                                  if memory_budget is None else memory_budget)
+        return decode_latents(vae, latents, decode_batch, check_interrupt)
+    except BaseException as error:
+        # an interrupt or error must not keep the work tensors alive through the frames of its traceback
+        traceback.clear_frames(error.__traceback__)
+        raise
+    finally:
+        latents = None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
+             pose_images: np.ndarray, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
+             progress: ProgressFn | None, check_interrupt: Callable[[], None] | None,
+             on_step: Callable[[int, torch.Tensor], None] | None) -> torch.Tensor:
+    """The DDIM loop over all steps and windows (spec §10.4); returns the final latents."""
+    device, dtype = latents.device, latents.dtype
+    windows = sampling.windows
+    rows = 2 if sampling.guided else 1
+    batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided,
+                             sampling.windows_per_call, device)
+    pose_features = _PoseFeatures(pose_guider, pose_images, windows, device, dtype, sampling.pose_cache_budget)
+    bank = {name: value.to(device=device, dtype=dtype) for name, value in reference.bank.items()}
+    counter = torch.tensor(frame_coverage(windows, latents.shape[2]), dtype=dtype, device=device).view(1, 1, -1, 1, 1)
+    timesteps = torch.tensor(sampling.timesteps, dtype=torch.int64).to(device)
+    latents = latents * scheduler.init_noise_sigma
+    total = len(sampling.timesteps) * len(windows)
+    done = 0
+    for step, timestep in enumerate(sampling.timesteps):
+        noise_pred = torch.zeros((rows, *latents.shape[1:]), dtype=dtype, device=device)
+        for group in batches.groups:
+            if check_interrupt:
+                check_interrupt()
+            per_window = [pose_features.get(index) for index in group]
+            features = [torch.cat([window[level] for window in per_window] * rows) for level in range(5)]
+            context, mask = batches.context(len(group))
+            prediction = unet(batches.latent_input(latents, group), timesteps[step], encoder_hidden_states=context,
+                              pose_features=features, reference_bank=bank, reference_mask=mask)
+            for position, window_index in enumerate(group):
+                # this window's rows: its unconditional and its conditional prediction
+                noise_pred.index_add_(2, batches.indices[window_index], prediction[position::len(group)])
+            del per_window, features, prediction  # before the next call allocates its own
+            done += len(group)
+            if progress:
+                progress(done, total)
+        if sampling.average:
+            noise_pred = noise_pred / counter
+        if sampling.guided:
+            uncond, cond = noise_pred.chunk(2)
+            noise_pred = uncond + sampling.guidance * (cond - uncond)
+        latents, _ = scheduler.step(noise_pred, timestep, latents)
+        if on_step:
+            on_step(step, latents)
+    return latents

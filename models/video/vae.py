@@ -1,0 +1,169 @@
+"""sd-vae-ft-mse autoencoder (diffusers ``AutoencoderKL``): reference latent and frame decoding (spec §1.1, §10.5).
+
+Accepted weight layouts, all loaded strictly into the same diffusers module:
+* a diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors``/``.bin``), attention keys named
+  ``to_q/to_k/to_v/to_out.0`` or the pre-0.14 ``query/key/value/proj_attn`` that the hub's sd-vae-ft-mse still uses;
+* a single file as ComfyUI users keep it in ``models/vae`` (e.g. ``vae-ft-mse-840000-ema-pruned.safetensors``):
+  original LDM key names (``encoder.down.0.block.0...``), or diffusers names. Its architecture is sd-vae-ft-mse's
+  (``SD_VAE_FT_MSE_CONFIG``).
+
+The original hard-codes the latent scale 0.18215, encodes with the posterior MEAN and decodes one frame at a time;
+decoding several frames per call gives the same numbers up to float rounding (every layer is per image).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..checkpoint import build_uninitialised, load_weights, read_state_dict
+from ..files import with_safetensors_variant
+
+LATENT_SCALE = 0.18215
+VAE_SCALE_FACTOR = 8
+
+# config.json of stabilityai/sd-vae-ft-mse (diffusers AutoencoderKL), for single-file checkpoints
+SD_VAE_FT_MSE_CONFIG = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 256,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+
+DEPRECATED_ATTENTION_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+_LDM_ATTENTION_NAMES = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+_LDM_RESNET_NAMES = {"nin_shortcut": "conv_shortcut"}
+# keys a full LDM autoencoder checkpoint carries for training only (discriminator / LPIPS)
+_TRAINING_ONLY_PREFIX = "loss."
+_FULL_MODEL_PREFIX = "first_stage_model."
+
+
+def _rename_deprecated_attention(key: str) -> str:
+    match = re.fullmatch(r"(.*\.attentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias)", key)
+    return f"{match[1]}.{DEPRECATED_ATTENTION_NAMES[match[2]]}.{match[3]}" if match else key
+
+
+def _ldm_key_to_diffusers(key: str, num_levels: int) -> str:
+    """One original (CompVis LDM) autoencoder key in diffusers naming; decoder levels are numbered in reverse."""
+    rules: list[tuple[str, Callable[[re.Match], str]]] = [
+        (r"(encoder|decoder)\.mid\.block_(\d)\.(\w+)\.(.+)",
+         lambda m: f"{m[1]}.mid_block.resnets.{int(m[2]) - 1}.{_LDM_RESNET_NAMES.get(m[3], m[3])}.{m[4]}"),
+        (r"(encoder|decoder)\.mid\.attn_1\.(\w+)\.(.+)",
+         lambda m: f"{m[1]}.mid_block.attentions.0.{_LDM_ATTENTION_NAMES[m[2]]}.{m[3]}"),
+        (r"encoder\.down\.(\d+)\.block\.(\d+)\.(\w+)\.(.+)",
+         lambda m: f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{_LDM_RESNET_NAMES.get(m[3], m[3])}.{m[4]}"),
+        (r"encoder\.down\.(\d+)\.downsample\.conv\.(.+)",
+         lambda m: f"encoder.down_blocks.{m[1]}.downsamplers.0.conv.{m[2]}"),
+        (r"decoder\.up\.(\d+)\.block\.(\d+)\.(\w+)\.(.+)",
+         lambda m: f"decoder.up_blocks.{num_levels - 1 - int(m[1])}.resnets.{m[2]}."
+                   f"{_LDM_RESNET_NAMES.get(m[3], m[3])}.{m[4]}"),
+        (r"decoder\.up\.(\d+)\.upsample\.conv\.(.+)",
+         lambda m: f"decoder.up_blocks.{num_levels - 1 - int(m[1])}.upsamplers.0.conv.{m[2]}"),
+        (r"(encoder|decoder)\.norm_out\.(.+)", lambda m: f"{m[1]}.conv_norm_out.{m[2]}"),
+    ]
+    for pattern, rename in rules:
+        match = re.fullmatch(pattern, key)
+        if match:
+            return rename(match)
+    return key  # conv_in, conv_out, quant_conv, post_quant_conv keep their names
+
+
+def is_ldm_layout(state_dict: dict[str, torch.Tensor]) -> bool:
+    return any(key.startswith(("encoder.down.", "encoder.mid.")) for key in state_dict)
+
+
+def to_diffusers_layout(state_dict: dict[str, torch.Tensor], num_levels: int) -> dict[str, torch.Tensor]:
+    """Any accepted autoencoder state dict with current diffusers key names (and Linear attention weights)."""
+    if any(key.startswith(_FULL_MODEL_PREFIX) for key in state_dict):
+        state_dict = {key[len(_FULL_MODEL_PREFIX):]: value for key, value in state_dict.items()
+                      if key.startswith(_FULL_MODEL_PREFIX)}
+    state_dict = {key: value for key, value in state_dict.items() if not key.startswith(_TRAINING_ONLY_PREFIX)}
+    if is_ldm_layout(state_dict):
+        state_dict = {_ldm_key_to_diffusers(key, num_levels): value for key, value in state_dict.items()}
+    converted = {}
+    for key, value in state_dict.items():
+        key = _rename_deprecated_attention(key)
+        if ".attentions." in key and key.endswith("weight") and value.ndim == 4:  # 1x1 conv -> linear
+            value = value[:, :, 0, 0]
+        converted[key] = value
+    return converted
+
+
+def _weights_and_config(path: Path) -> tuple[Path, dict]:
+    if path.is_dir():
+        config_path = path / "config.json"
+        weights = with_safetensors_variant(path / "diffusion_pytorch_model.bin")
+        if not config_path.is_file() or weights is None:
+            raise FileNotFoundError(f"{path} is not a diffusers VAE folder: it needs config.json and "
+                                    "diffusion_pytorch_model.safetensors (or .bin), as in stabilityai/sd-vae-ft-mse.")
+        return weights, json.loads(config_path.read_text())
+    if not path.is_file():
+        raise FileNotFoundError(f"VAE weights not found: {path}")
+    return path, SD_VAE_FT_MSE_CONFIG
+
+
+def load_vae(path: Path | str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """diffusers AutoencoderKL from a diffusers folder or a single weights file (see the module docstring)."""
+    from diffusers import AutoencoderKL
+
+    weights, config = _weights_and_config(Path(path))
+    config = {key: value for key, value in config.items() if not key.startswith("_")}
+    vae = build_uninitialised(lambda: AutoencoderKL.from_config(config))
+    state_dict = to_diffusers_layout(read_state_dict(weights), len(config["block_out_channels"]))
+    load_weights(vae, state_dict, weights, "an AutoencoderKL (sd-vae-ft-mse) checkpoint")
+    # plain nn.Module.to: diffusers' override warns about float32-only modules, which AutoencoderKL has none of
+    return torch.nn.Module.to(vae, dtype).eval().requires_grad_(False)
+
+
+def vae_pixel_values(image: np.ndarray, width: int, height: int) -> torch.Tensor:
+    """(1, 3, H, W) float32 in [-1, 1]: PIL LANCZOS resize to (width, height), /255, *2-1 (VaeImageProcessor)."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"the reference image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}.")
+    resized = Image.fromarray(image).resize((width, height), Image.LANCZOS)
+    scaled = np.asarray(resized).astype(np.float32) / 255.0
+    return 2.0 * torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None] - 1.0
+
+
+def _param(vae: torch.nn.Module) -> torch.Tensor:
+    return next(vae.parameters())
+
+
+@torch.no_grad()
+def encode_latent(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """Scaled posterior mean (B, 4, H/8, W/8) of images in [-1, 1]."""
+    weight = _param(vae)
+    return vae.encode(pixels.to(device=weight.device, dtype=weight.dtype)).latent_dist.mean * LATENT_SCALE
+
+
+@torch.no_grad()
+def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int = 1,
+                   check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
+    """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time.
+
+    Each batch goes to the CPU as soon as it is decoded, so device memory holds one batch of images at most.
+    """
+    if latents.ndim != 5 or latents.shape[0] != 1:
+        raise ValueError(f"expected latents (1, 4, F, h, w), got {tuple(latents.shape)}")
+    num_frames = latents.shape[2]
+    frames = (1 / LATENT_SCALE * latents)[0].transpose(0, 1).contiguous()  # (F, 4, h, w)
+    height, width = latents.shape[3] * VAE_SCALE_FACTOR, latents.shape[4] * VAE_SCALE_FACTOR
+    video = torch.empty((num_frames, height, width, 3), dtype=torch.float32)
+    for start in range(0, num_frames, max(1, frames_per_call)):
+        if check_interrupt:
+            check_interrupt()
+        images = vae.decode(frames[start:start + frames_per_call]).sample
+        # in the model's dtype first, as the original (it casts to float32 on the CPU at the very end)
+        images = (images / 2 + 0.5).clamp(0, 1)
+        video[start:start + images.shape[0]] = images.permute(0, 2, 3, 1).float().cpu()
+    return video
