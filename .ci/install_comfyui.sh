@@ -6,7 +6,8 @@ set -euo pipefail
 PACK_DIR=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(realpath -m "${1:-${ANIPORTRAIT_COMFY_ROOT:-$HOME/.cache/aniportrait-comfyui}}")
 STAMP="$ROOT/.installed"
-REQ_HASH=$(cat "$PACK_DIR/requirements.txt" "$PACK_DIR/.ci/install_comfyui.sh" | sha256sum | cut -c1-16)
+REQ_HASH=$(cat "$PACK_DIR/requirements.txt" "$PACK_DIR/tests/requirements.txt" "$PACK_DIR/.ci/install_comfyui.sh" \
+  | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQ_HASH" ]; then
   echo "ComfyUI already installed in $ROOT"; exit 0
 fi

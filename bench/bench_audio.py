@@ -12,33 +12,23 @@ bench/results/audio.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import Wav2Vec2Config
 
+from bench.common import machine_description, timed, write_results
 from models.audio.audio2mesh import Audio2MeshModel, load_audio2mesh
 from models.audio.audio2pose import Audio2PoseModel, decode_naive
 from models.audio.head_pose import head_pose_from_audio
 from models.audio.wav2vec2 import Wav2Vec2FrameEncoder
-from models.audio.waveform import frame_count, normalize_speech
+from models.audio.waveform import SAMPLE_RATE, frame_count, normalize_speech
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO.parent / "shared" / "golden" / "tiny"
-RESULTS = REPO / "bench" / "results"
+TINY = Path(__file__).resolve().parents[2] / "shared" / "golden" / "tiny"
 FPS = 30.0
 CHUNK_FRAMES = 150
-
-
-def timed(run) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = run()
-    return time.perf_counter() - start, result
 
 
 def peak_rss_gib() -> float:
@@ -48,7 +38,7 @@ def peak_rss_gib() -> float:
 def speech(seconds: float, seed: int) -> np.ndarray:
     """Standardised noise with a slow syllable-like envelope."""
     rng = np.random.default_rng(seed)
-    time_axis = np.arange(int(seconds * 16000)) / 16000
+    time_axis = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * time_axis)
     return normalize_speech((rng.standard_normal(len(time_axis)) * envelope).astype(np.float32))
 
@@ -109,12 +99,9 @@ def main() -> None:
         "decode_speedup": naive_s / decode_s,
         "decode_max_abs_difference": difference,
         "long_tiny_audio2mesh": long_run,
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}, "
-                   f"torch {torch.__version__}",
+        "machine": f"{machine_description()}, torch {torch.__version__}",
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "audio.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "audio.md").write_text(
+    markdown = (
         f"# Audio models speed\n\n"
         f"Full size (wav2vec2-base architecture, latent 512, random weights), {args.seconds:.0f} s of speech-like "
         f"noise = {seq_len} frames at {FPS:.0f} fps; one process, CPU, {args.threads} thread(s), one pass each "
@@ -134,7 +121,7 @@ def main() -> None:
         f"Long input: {long_run['minutes']:.0f} min ({long_run['frames']} frames) through the tiny golden "
         f"Audio2Mesh in {long_run['seconds']:.1f} s; process peak RSS {long_run['peak_rss_gib_before']:.2f} GiB "
         f"before, {long_run['peak_rss_gib_after']:.2f} GiB after (blocked CNN and attention).\n")
-    print(json.dumps(result, indent=2))
+    write_results("audio", result, markdown)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,22 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 RESULTS = Path(__file__).resolve().parent / "results"
+T = TypeVar("T")
+
+
+def timed(run: Callable[[], T]) -> tuple[float, T]:
+    """Wall-clock seconds of one call of ``run()``, and what it returned."""
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
 
 
 def best_seconds(run: Callable[[], object], repeats: int) -> float:
     """Wall-clock seconds of the fastest of ``repeats`` calls of ``run()`` (the least disturbed by other load)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(timed(run)[0] for _ in range(repeats))
 
 
 def machine_description() -> str:

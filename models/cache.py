@@ -6,7 +6,6 @@ offload them (see ``nodes/common.py``); outside ComfyUI (tests, benchmarks) they
 """
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Callable, Hashable
@@ -34,9 +33,6 @@ class ModelCache:
                 self._entries[key] = load()
             return self._entries[key]
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._entries
-
     def keys(self) -> list[Hashable]:
         return list(self._entries)
 
@@ -49,8 +45,3 @@ class ModelCache:
 
 
 MODEL_CACHE = ModelCache()
-
-
-def default_models_dir() -> Path:
-    """Models folder outside ComfyUI: ``ANIPORTRAIT_MODELS_DIR`` or ./models/aniportrait."""
-    return Path(os.environ.get("ANIPORTRAIT_MODELS_DIR", os.path.join("models", "aniportrait")))

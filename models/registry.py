@@ -68,7 +68,7 @@ MODEL_FILES: dict[str, ModelFile] = {m.name: m for m in (
               url=MEDIAPIPE_FACE_LANDMARKER_URL),
 )}
 
-# Which models each stage needs, for download-on-first-use and for the "missing files" message.
+# Which models each stage's loader node selects (the UI tests count its missing-model badge against these).
 AUDIO2MESH_MODELS = ("audio2mesh", "wav2vec2")
 AUDIO2POSE_MODELS = ("audio2pose", "wav2vec2")
 FACE_MODELS = ("face_landmarker",)

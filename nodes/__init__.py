@@ -5,9 +5,6 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import audio, landmarks, output, pose_render, reenactment, video
 
-PREFIX = "APK_"
-CATEGORY = "AniPortrait"
-
 
 def all_nodes() -> list[type[io.ComfyNode]]:
     return [node for module in (audio, landmarks, pose_render, video, reenactment, output) for node in module.NODES]

@@ -1,12 +1,11 @@
 """Audio nodes: load speech, load the audio models, speech -> lip motion (mesh offsets) and head pose."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -14,9 +13,9 @@ from comfy_api.latest import io
 
 import folder_paths
 
-from ..models.audio.audio2mesh import Audio2MeshModel, load_audio2mesh
+from ..models.audio.audio2mesh import Audio2MeshModel, load_audio2mesh, vertex_offsets
 from ..models.audio.audio2pose import Audio2PoseModel, load_audio2pose
-from ..models.audio.head_pose import head_pose_from_audio, loop_pose_template
+from ..models.audio.head_pose import head_pose_from_audio, load_pose_template, loop_pose_template
 from ..models.audio.waveform import (decode_audio_file, frame_count, normalize_speech, speech_from_comfy_audio,
                                      speech_sample_count)
 from ..models.cache import file_identity
@@ -45,18 +44,15 @@ class AudioModelFiles:
     checkpoint: Path
     wav2vec2: Path
 
+    @classmethod
+    def resolve(cls, model: str, checkpoint: str, wav2vec2: str) -> AudioModelFiles:
+        """The files chosen in a loader's dropdowns (missing default files are downloaded)."""
+        return cls(resolve_model(model, checkpoint), resolve_model("wav2vec2", wav2vec2))
+
 
 def _input_folder_files() -> list[str]:
     input_dir = folder_paths.get_input_directory()
     return sorted(f for f in os.listdir(input_dir) if os.path.isfile(os.path.join(input_dir, f)))
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cached(kind: str, files: AudioModelFiles, load: Callable[[Path, Path], torch.nn.Module]) -> torch.nn.Module:
@@ -72,6 +68,18 @@ def _prepared_speech(audio: dict, fps: float) -> tuple[np.ndarray, int]:
 
 def _fps_input() -> io.Float.Input:
     return io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0, tooltip=FPS_TOOLTIP)
+
+
+def _model_loader_schema(node_id: str, model: str, title: str, output: type[io.ComfyTypeIO]) -> io.Schema:
+    """The two audio-model loaders differ only in which checkpoint they select."""
+    return io.Schema(
+        node_id=node_id, display_name=f"Load {title} Model (AniPortrait)", category=CATEGORY,
+        description=f"Selects AniPortrait's {title} weights and the wav2vec2 speech encoder (run in fp32, as the "
+                    "original). Missing default files are downloaded.",
+        inputs=[io.Combo.Input(model, options=model_choices(model, CHECKPOINT_SUFFIXES),
+                               tooltip=f"{model}.pt in models/aniportrait (downloaded on first use)."),
+                io.Combo.Input("wav2vec2", options=folder_choices("wav2vec2"), tooltip=WAV2VEC2_TOOLTIP)],
+        outputs=[output.Output(display_name=f"{model}_model", tooltip=f"{title} model for the {title} node.")])
 
 
 class LoadAudio(io.ComfyNode):
@@ -94,8 +102,8 @@ class LoadAudio(io.ComfyNode):
         return io.NodeOutput({"waveform": torch.from_numpy(samples)[None], "sample_rate": sample_rate})
 
     @classmethod
-    def fingerprint_inputs(cls, audio: str) -> str:
-        return _file_digest(folder_paths.get_annotated_filepath(audio))
+    def fingerprint_inputs(cls, audio: str) -> tuple[str, int, int]:
+        return file_identity(folder_paths.get_annotated_filepath(audio))
 
     @classmethod
     def validate_inputs(cls, audio: str) -> bool | str:
@@ -107,39 +115,21 @@ class LoadAudio(io.ComfyNode):
 class LoadAudio2MeshModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="APK_LoadAudio2MeshModel", display_name="Load Audio2Mesh Model (AniPortrait)", category=CATEGORY,
-            description="Selects AniPortrait's Audio2Mesh weights and the wav2vec2 speech encoder (run in fp32, "
-                        "as the original). Missing default files are downloaded.",
-            inputs=[io.Combo.Input("audio2mesh", options=model_choices("audio2mesh", CHECKPOINT_SUFFIXES),
-                                   tooltip="audio2mesh.pt in models/aniportrait (downloaded on first use)."),
-                    io.Combo.Input("wav2vec2", options=folder_choices("wav2vec2"), tooltip=WAV2VEC2_TOOLTIP)],
-            outputs=[apk.Audio2MeshModel.Output(display_name="audio2mesh_model",
-                                                tooltip="Audio2Mesh model for the Audio2Mesh node.")])
+        return _model_loader_schema("APK_LoadAudio2MeshModel", "audio2mesh", "Audio2Mesh", apk.Audio2MeshModel)
 
     @classmethod
     def execute(cls, audio2mesh: str, wav2vec2: str) -> io.NodeOutput:
-        return io.NodeOutput(AudioModelFiles(resolve_model("audio2mesh", audio2mesh),
-                                             resolve_model("wav2vec2", wav2vec2)))
+        return io.NodeOutput(AudioModelFiles.resolve("audio2mesh", audio2mesh, wav2vec2))
 
 
 class LoadAudio2PoseModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="APK_LoadAudio2PoseModel", display_name="Load Audio2Pose Model (AniPortrait)", category=CATEGORY,
-            description="Selects AniPortrait's Audio2Pose weights and the wav2vec2 speech encoder (run in fp32, "
-                        "as the original). Missing default files are downloaded.",
-            inputs=[io.Combo.Input("audio2pose", options=model_choices("audio2pose", CHECKPOINT_SUFFIXES),
-                                   tooltip="audio2pose.pt in models/aniportrait (downloaded on first use)."),
-                    io.Combo.Input("wav2vec2", options=folder_choices("wav2vec2"), tooltip=WAV2VEC2_TOOLTIP)],
-            outputs=[apk.Audio2PoseModel.Output(display_name="audio2pose_model",
-                                                tooltip="Audio2Pose model for the Audio2Pose node.")])
+        return _model_loader_schema("APK_LoadAudio2PoseModel", "audio2pose", "Audio2Pose", apk.Audio2PoseModel)
 
     @classmethod
     def execute(cls, audio2pose: str, wav2vec2: str) -> io.NodeOutput:
-        return io.NodeOutput(AudioModelFiles(resolve_model("audio2pose", audio2pose),
-                                             resolve_model("wav2vec2", wav2vec2)))
+        return io.NodeOutput(AudioModelFiles.resolve("audio2pose", audio2pose, wav2vec2))
 
 
 class Audio2Mesh(io.ComfyNode):
@@ -160,12 +150,7 @@ class Audio2Mesh(io.ComfyNode):
         input_values, seq_len = _prepared_speech(audio, fps)
         model: Audio2MeshModel = _cached("audio2mesh", audio2mesh_model, load_audio2mesh)
         check_interrupt()
-        device = next(model.parameters()).device
-        offsets = model.infer(torch.from_numpy(input_values).to(device)[None], seq_len)[0].float().cpu().numpy()
-        if offsets.shape[-1] % 3:
-            raise ValueError(f"{audio2mesh_model.checkpoint} predicts {offsets.shape[-1]} values per frame, not "
-                             "x, y, z per vertex; select AniPortrait's audio2mesh.pt.")
-        return io.NodeOutput(MeshSequence(offsets.reshape(seq_len, -1, 3), fps))
+        return io.NodeOutput(MeshSequence(vertex_offsets(model, input_values, seq_len), fps))
 
 
 class Audio2Pose(io.ComfyNode):
@@ -188,14 +173,8 @@ class Audio2Pose(io.ComfyNode):
     def execute(cls, audio2pose_model: AudioModelFiles, audio: dict, fps: float, id_seed: int) -> io.NodeOutput:
         input_values, seq_len = _prepared_speech(audio, fps)
         model: Audio2PoseModel = _cached("audio2pose", audio2pose_model, load_audio2pose)
-        bar = progress_bar(seq_len)
-
-        def progress(done: int, total: int) -> None:
-            bar(done, total)
-            check_interrupt()
-
-        check_interrupt()
-        poses = head_pose_from_audio(model, input_values, seq_len, fps, id_seed, progress)
+        poses = head_pose_from_audio(model, input_values, seq_len, fps, id_seed, progress=progress_bar(seq_len),
+                                     check_interrupt=check_interrupt)
         return io.NodeOutput(PoseSequence(poses, fps))
 
 
@@ -230,13 +209,15 @@ class HeadPoseTemplate(io.ComfyNode):
         if template == NO_TEMPLATE:
             raise ValueError("Head Pose Template: choose a template .npy (put it into ComfyUI's input folder) or "
                              "connect a pose sequence.")
-        path = folder_paths.get_annotated_filepath(template)
-        try:
-            looped = loop_pose_template(np.load(path, allow_pickle=False).astype(np.float64), seq_len)
-        except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"Head-pose template {path} is not usable: {exc} Use a .npy array of shape "
-                             "(frames, 6) such as AniPortrait's pose_temp.npy.") from exc
-        return io.NodeOutput(PoseSequence(looped, fps))
+        template_rows = load_pose_template(folder_paths.get_annotated_filepath(template))
+        return io.NodeOutput(PoseSequence(loop_pose_template(template_rows, seq_len), fps))
+
+    @classmethod
+    def fingerprint_inputs(cls, template: str, **_: Any) -> Any:
+        """A template file replaced under the same name is loaded again (ComfyUI would reuse the old result)."""
+        if template == NO_TEMPLATE:
+            return template
+        return file_identity(folder_paths.get_annotated_filepath(template))
 
     @classmethod
     def validate_inputs(cls, template: str) -> bool | str:

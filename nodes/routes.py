@@ -16,6 +16,7 @@ def _describe_key(key) -> str:
 async def model_status(request: web.Request) -> web.Response:
     """Which models are loaded in the shared cache and which files are missing from the models folder."""
     root = models_dir()
+    # one missing file per model is enough for the web UI, which counts models; a node's error lists every file
     missing = {m.name: str(p) for m, p in missing_files(MODEL_FILES, root)}
     return web.json_response({
         "models_dir": str(root),

@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from models.audio.audio2mesh import load_audio2mesh
 from models.audio.audio2pose import (PositionalEncoding, alibi_causal_mask, decode_naive, load_audio2pose,
                                      sinusoidal_positions)
-from models.audio.head_pose import head_pose_from_audio, loop_pose_template, plan_pose_chunks, predict_head_pose
-from models.smoothing import smooth_pose_seq
+from models.audio.head_pose import (head_pose_from_audio, load_pose_template, loop_pose_template, plan_pose_chunks,
+                                    predict_head_pose)
 from models.audio.wav2vec2 import Wav2Vec2FrameEncoder, load_encoder_config, load_hub_weights, match_weight_norm_keys
 from models.audio.waveform import (decode_audio_file, frame_count, load_speech_file, normalize_speech,
                                    resample_to_16k, resampled_length, speech_from_comfy_audio, speech_sample_count,
                                    speech_waveform)
 from models.checkpoint import CheckpointMismatchError, read_state_dict
+from models.smoothing import smooth_pose_seq
 
 POS_CONV = "encoder.pos_conv_embed.conv."
 
@@ -125,6 +126,19 @@ def test_template_is_mirrored_and_looped():
         loop_pose_template(np.zeros((5, 3)), 10)
 
 
+def test_template_files_load_as_float64_and_unusable_ones_are_named(tmp_path):
+    template = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    np.save(tmp_path / "pose_temp.npy", template)
+    loaded = load_pose_template(tmp_path / "pose_temp.npy")
+    assert loaded.dtype == np.float64 and np.array_equal(loaded, template.astype(np.float64))
+    np.save(tmp_path / "three_columns.npy", np.zeros((5, 3)))
+    np.save(tmp_path / "pickled.npy", np.array([{"pose": 1}], dtype=object))
+    (tmp_path / "not_numpy.npy").write_bytes(b"not a numpy file")
+    for name in ("three_columns.npy", "pickled.npy", "not_numpy.npy", "missing.npy"):
+        with pytest.raises(ValueError, match=rf"(?s){name}.*\(frames, 6\)"):
+            load_pose_template(tmp_path / name)
+
+
 # --- Audio2Pose decoding ----------------------------------------------------------------------------------------
 
 def test_alibi_mask_follows_its_definition():
@@ -166,13 +180,29 @@ def test_decoding_is_causal_and_not_limited_to_the_600_frame_table(pose_model):
 def test_pose_chunks_restart_from_the_zero_pose_with_the_same_identity(pose_model):
     speech = _speech(11.0, seed=4)  # two chunks: 0-5 s and 5-11 s
     seq_len = frame_count(speech.shape[1], 30)
-    poses = predict_head_pose(pose_model, speech[0].numpy(), seq_len, 30, 7)
+    interrupt_checks, reported = [], []
+    poses = predict_head_pose(pose_model, speech[0].numpy(), seq_len, 30, 7,
+                              progress=lambda done, total: reported.append((done, total)),
+                              check_interrupt=lambda: interrupt_checks.append(len(reported)))
+    assert interrupt_checks == [0, 1] and reported == [(150, seq_len), (seq_len, seq_len)]
     second = pose_model.infer(speech[:, 80000:], seq_len - 150, 7)[0].numpy()
     second[:, :3] *= 0.5
     np.testing.assert_allclose(poses[150:], second, rtol=1e-5, atol=1e-5)
     smoothed = head_pose_from_audio(pose_model, speech[0].numpy(), seq_len, 30, 7)
     assert smoothed.shape == (seq_len, 6) and smoothed.dtype == np.float64
     np.testing.assert_allclose(smoothed, smooth_pose_seq(poses, 7), rtol=0, atol=1e-6)
+
+
+def test_cancel_stops_before_the_first_chunk_is_decoded(pose_model, monkeypatch):
+    class Cancelled(Exception):
+        pass
+
+    def cancel() -> None:
+        raise Cancelled
+
+    monkeypatch.setattr(pose_model, "infer", lambda *args: pytest.fail("decoded although cancelled"))
+    with pytest.raises(Cancelled):
+        head_pose_from_audio(pose_model, _speech(0.5)[0].numpy(), 15, 30, 0, check_interrupt=cancel)
 
 
 def test_id_seed_outside_the_table_is_refused(pose_model):
@@ -259,6 +289,15 @@ def test_a_checkpoint_with_foreign_keys_is_refused_naming_the_file(tiny, tmp_pat
         load_audio2mesh(bad, tiny / "wav2vec2-base-960h")
     with pytest.raises(CheckpointMismatchError, match="audio2mesh"):
         load_audio2mesh(tiny / "audio2pose.pt", tiny / "wav2vec2-base-960h")
+
+
+def test_a_mesh_checkpoint_without_xyz_per_vertex_is_refused_naming_the_file(tiny, tmp_path):
+    state = read_state_dict(tiny / "audio2mesh.pt")
+    state["out_fn.weight"], state["out_fn.bias"] = state["out_fn.weight"][:-1], state["out_fn.bias"][:-1]
+    bad = tmp_path / "not_xyz.pt"
+    torch.save(state, bad)
+    with pytest.raises(CheckpointMismatchError, match="not_xyz.pt.*x, y, z per vertex"):
+        load_audio2mesh(bad, tiny / "wav2vec2-base-960h")
 
 
 # --- silence, short and long clips ------------------------------------------------------------------------------

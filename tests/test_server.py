@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -196,6 +197,38 @@ def test_corrupt_audio_file_fails_in_the_node_and_the_server_carries_on(client, 
     graph.add("PreviewAudio", graph.add("APK_LoadAudio", upload=speech))
     run = client.run(graph.prompt)
     assert run.status == "success", run.describe()
+
+
+def test_input_files_replaced_under_the_same_name_are_read_again(client, object_info, assets_dir, tmp_path):
+    """ComfyUI reuses a node's last result while its inputs look the same; a file overwritten under its old name
+    must still be loaded again (Load Audio and Head Pose Template fingerprint their files), and an unchanged one
+    must not."""
+    speech, template = tmp_path / "replaced_speech.wav", tmp_path / "replaced_template.npy"
+
+    def replace_speech(seconds: float) -> None:
+        samples, rate = soundfile.read(assets_dir / "lyl.wav", dtype="float32", frames=round(seconds * 44100))
+        soundfile.write(speech, samples, rate)
+        client.upload(speech)
+
+    def replace_template(value: float) -> None:
+        np.save(template, np.full((3, 6), value))
+        client.upload(template)
+
+    graph = Graph(object_info)
+    audio = graph.add("APK_LoadAudio", upload=speech.name)
+    pose = graph.add("APK_HeadPoseTemplate", audio, template=template.name, fps=30.0)
+    preview = graph.add("PreviewAny", pose)
+    replace_speech(1.0)
+    steps = [(lambda: replace_template(1.0), {audio.id, pose.id}, 30, 1),
+             (lambda: replace_template(2.0), {pose.id}, 30, 2),
+             (lambda: replace_speech(0.5), {audio.id, pose.id}, 15, 2)]
+    for replace, executed, frames, value in steps:
+        replace()
+        run = client.run(graph.prompt)
+        assert run.status == "success", run.describe()
+        assert run.executed_nodes & {audio.id, pose.id} == executed, run.executed_nodes
+        text = run.outputs[preview.id]["text"][0]
+        assert text.count("[" + ", ".join([f"{value}."] * 6) + "]") == frames, text
 
 
 def test_model_file_not_in_the_folder_fails_in_the_node_naming_it(client, object_info):

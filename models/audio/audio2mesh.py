@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import read_state_dict
-from .wav2vec2 import Wav2Vec2FrameEncoder, build_encoder, checkpoint_shapes, load_audio_model
+from ..checkpoint import CheckpointMismatchError, checkpoint_shapes, read_state_dict
+from .wav2vec2 import Wav2Vec2FrameEncoder, build_encoder, load_audio_model, speech_input
 
 _EXPECTED = "an AniPortrait audio2mesh checkpoint"
 
@@ -29,10 +30,18 @@ class Audio2MeshModel(nn.Module):
         return self.out_fn(self.in_fn(self.audio_encoder(input_values, seq_len)))
 
 
+def vertex_offsets(model: Audio2MeshModel, input_values: np.ndarray, seq_len: int) -> np.ndarray:
+    """float32 ``[seq_len, vertices, 3]`` offsets for one standardised 16 kHz clip ``[N]``."""
+    return model.infer(speech_input(input_values, model), seq_len)[0].float().cpu().numpy().reshape(seq_len, -1, 3)
+
+
 def load_audio2mesh(checkpoint: Path | str, wav2vec2_folder: Path | str) -> Audio2MeshModel:
     """Audio2MeshModel in eval mode, float32 on the CPU, from ``audio2mesh.pt`` and the wav2vec2 folder."""
     state = read_state_dict(checkpoint)
     (latent_dim, hidden_size), (out_dim, _) = checkpoint_shapes(state, ("in_fn.weight", "out_fn.weight"),
                                                                checkpoint, _EXPECTED)
+    if out_dim % 3:
+        raise CheckpointMismatchError(f"{checkpoint} predicts {out_dim} values per frame, not x, y, z per vertex; "
+                                      "select AniPortrait's audio2mesh.pt.")
     model = Audio2MeshModel(build_encoder(wav2vec2_folder, hidden_size, checkpoint), latent_dim, out_dim)
     return load_audio_model(model, checkpoint, state, wav2vec2_folder, _EXPECTED)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import read_state_dict
-from .wav2vec2 import Wav2Vec2FrameEncoder, build_encoder, checkpoint_shapes, load_audio_model
+from ..checkpoint import CheckpointMismatchError, checkpoint_shapes, read_state_dict
+from .wav2vec2 import Wav2Vec2FrameEncoder, build_encoder, load_audio_model
 
 NUM_HEADS = 8  # hard-coded in the original (not recoverable from tensor shapes)
 _EXPECTED = "an AniPortrait audio2pose checkpoint"
@@ -98,7 +98,8 @@ class Audio2PoseModel(nn.Module):
 
     def identity(self, id_seed: int) -> torch.Tensor:
         if not 0 <= id_seed < self.num_identities:
-            raise ValueError(f"id_seed must be in 0..{self.num_identities - 1}, got {id_seed}.")
+            raise ValueError(f"id_seed must be in 0..{self.num_identities - 1}, got {id_seed}: this Audio2Pose "
+                             f"checkpoint knows {self.num_identities} speaking styles. Pick one of them.")
         return self.id_embed.weight[id_seed]
 
     @torch.no_grad()
@@ -180,8 +181,8 @@ def load_audio2pose(checkpoint: Path | str, wav2vec2_folder: Path | str) -> Audi
                                   "id_embed.weight", "PPE.pe"), checkpoint, _EXPECTED)
     num_layers = len({key.split(".")[2] for key in state if key.startswith("transformer_decoder.layers.")})
     if latent_dim % NUM_HEADS:
-        raise ValueError(f"{checkpoint}: the decoder width {latent_dim} is not divisible by {NUM_HEADS} heads; "
-                         "this is not an AniPortrait audio2pose checkpoint.")
+        raise CheckpointMismatchError(f"{checkpoint}: the decoder width {latent_dim} is not divisible by "
+                                      f"{NUM_HEADS} heads; this is not an AniPortrait audio2pose checkpoint.")
     model = Audio2PoseModel(build_encoder(wav2vec2_folder, hidden_size, checkpoint), latent_dim, out_dim,
                             feedforward_dim, num_layers, num_identities, max_positions)
     return load_audio_model(model, checkpoint, state, wav2vec2_folder, _EXPECTED)

@@ -9,13 +9,14 @@ clips of 5 s or less (the original raises IndexError) and for ``seq_len`` a mult
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..smoothing import smooth_pose_seq
 from .audio2pose import Audio2PoseModel
+from .wav2vec2 import speech_input
 from .waveform import SAMPLE_RATE
 
 CHUNK_SECONDS = 5
@@ -43,13 +44,16 @@ def plan_pose_chunks(num_samples: int, seq_len: int, fps: float) -> list[PoseChu
 
 
 def predict_head_pose(model: Audio2PoseModel, input_values: np.ndarray, seq_len: int, fps: float, id_seed: int,
-                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                      progress: Callable[[int, int], None] | None = None,
+                      check_interrupt: Callable[[], None] | None = None) -> np.ndarray:
     """Per-chunk Audio2Pose, rotations scaled by 0.5, concatenated: float32 ``[seq_len, 6]`` (before smoothing).
-    ``input_values`` is the whole clip, standardised once; ``progress(done_frames, seq_len)`` after each chunk."""
-    device = next(model.parameters()).device
-    speech = torch.from_numpy(np.ascontiguousarray(input_values, dtype=np.float32)).to(device)[None]
+    ``input_values`` is the whole clip, standardised once; ``check_interrupt()`` before each chunk (it raises to
+    cancel), ``progress(done_frames, seq_len)`` after each."""
+    speech = speech_input(input_values, model)
     poses, done = [], 0
     for chunk in plan_pose_chunks(speech.shape[1], seq_len, fps):
+        if check_interrupt is not None:
+            check_interrupt()
         chunk_poses = model.infer(speech[:, chunk.start:chunk.stop], chunk.frames, id_seed)[0].float().cpu().numpy()
         chunk_poses[:, :3] *= ROTATION_SCALE
         poses.append(chunk_poses)
@@ -60,17 +64,32 @@ def predict_head_pose(model: Audio2PoseModel, input_values: np.ndarray, seq_len:
 
 
 def head_pose_from_audio(model: Audio2PoseModel, input_values: np.ndarray, seq_len: int, fps: float, id_seed: int,
-                         progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                         progress: Callable[[int, int], None] | None = None,
+                         check_interrupt: Callable[[], None] | None = None) -> np.ndarray:
     """audio2vid's head pose: float64 ``[seq_len, 6]`` (Euler xyz degrees, translation)."""
-    poses = predict_head_pose(model, input_values, seq_len, fps, id_seed, progress)
+    poses = predict_head_pose(model, input_values, seq_len, fps, id_seed, progress, check_interrupt)
     return smooth_pose_seq(poses, AUDIO_POSE_SMOOTHING).astype(np.float64)
+
+
+def load_pose_template(path: Path | str) -> np.ndarray:
+    """The float64 ``[frames, 6]`` rows of a head-pose template file (``.npy``, e.g. AniPortrait's pose_temp.npy)."""
+    try:
+        return _checked_template(np.load(path, allow_pickle=False).astype(np.float64))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"Head-pose template {path} is not usable: {exc} Use a .npy array of shape (frames, 6) "
+                         "such as AniPortrait's pose_temp.npy.") from exc
 
 
 def loop_pose_template(template: np.ndarray, length: int) -> np.ndarray:
     """A head-pose template ``[M, 6]`` played forwards then backwards (``t + t[-2:0:-1]``), repeated and cut
     to ``length`` rows, as audio2vid's ``pose_temp`` branch (no scaling, no smoothing)."""
+    template = _checked_template(template)
+    mirrored = np.concatenate((template, template[-2:0:-1]))
+    return np.tile(mirrored, (length // len(mirrored) + 1, 1))[:length]
+
+
+def _checked_template(template: np.ndarray) -> np.ndarray:
     template = np.asarray(template)
     if template.ndim != 2 or template.shape[1] != 6 or len(template) == 0:
         raise ValueError(f"A head-pose template must be an array of shape (frames, 6), got {template.shape}.")
-    mirrored = np.concatenate((template, template[-2:0:-1]))
-    return np.tile(mirrored, (length // len(mirrored) + 1, 1))[:length]
+    return template

@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
@@ -27,6 +28,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from ..checkpoint import CheckpointMismatchError, load_weights, read_state_dict
 from ..files import with_safetensors_variant
+from .waveform import SAMPLE_RATE
 
 log = logging.getLogger("aniportrait")
 
@@ -58,7 +60,7 @@ class Wav2Vec2FrameEncoder(Wav2Vec2Model):
         for kernel, stride in zip(self.config.conv_kernel, self.config.conv_stride):
             frames = (frames - kernel) // stride + 1
         if frames < 1:
-            raise ValueError(f"The audio is too short: {num_samples} samples ({num_samples / 16000:.3f} s at "
+            raise ValueError(f"The audio is too short: {num_samples} samples ({num_samples / SAMPLE_RATE:.3f} s at "
                              f"16 kHz) give no wav2vec2 frame; it needs at least {self._receptive_field()[0]} "
                              "samples. Use a longer clip.")
         return frames
@@ -197,14 +199,10 @@ def load_hub_weights(encoder: Wav2Vec2FrameEncoder, folder: Path | str) -> None:
                  may_be_extra=lambda key: key.startswith("lm_head.") or key == _OPTIONAL_KEY)
 
 
-def checkpoint_shapes(state: Mapping[str, torch.Tensor], keys: tuple[str, ...], checkpoint: Path | str,
-                      expected: str) -> list[torch.Size]:
-    """Shapes of the tensors a model's widths are read from; a file lacking them is the wrong file."""
-    missing = [key for key in keys if key not in state]
-    if missing:
-        raise CheckpointMismatchError(f"{checkpoint} does not look like {expected}: it has no {', '.join(missing)}. "
-                                      "Check that the right file is selected in this slot.")
-    return [state[key].shape for key in keys]
+def speech_input(input_values: np.ndarray, model: torch.nn.Module) -> torch.Tensor:
+    """One standardised 16 kHz clip as the ``[1, N]`` float32 input of ``model``, on the model's device."""
+    device = next(model.parameters()).device
+    return torch.from_numpy(np.ascontiguousarray(input_values, dtype=np.float32)).to(device)[None]
 
 
 def build_encoder(wav2vec2_folder: Path | str, hidden_size: int, checkpoint: Path | str) -> Wav2Vec2FrameEncoder:

@@ -119,7 +119,8 @@ def _comfy_audio_samples(audio: Mapping[str, Any], input_name: str) -> tuple[np.
     if not np.isfinite(array).all():
         raise ValueError(f"Input '{input_name}' contains NaN or infinite samples; check the node that made it.")
     if sample_rate <= 0:
-        raise ValueError(f"Input '{input_name}' has an invalid sample rate ({sample_rate} Hz).")
+        raise ValueError(f"Input '{input_name}' has an invalid sample rate ({sample_rate} Hz); check the node that "
+                         "made it.")
     return np.asarray(array, dtype=np.float32), sample_rate
 
 
