@@ -21,7 +21,7 @@ from ..models.audio.waveform import (decode_audio_file, frame_count, normalize_s
 from ..models.cache import file_identity
 from ..models.data import MeshSequence, PoseSequence
 from . import types as apk
-from .common import (cached_model, check_interrupt, folder_choices, model_choices, progress_bar, resolve_model,
+from .common import (cached_model, check_interrupt, folder_choices, model_choices, progress_bar, resolve_models,
                      torch_device)
 
 log = logging.getLogger("aniportrait")
@@ -47,7 +47,8 @@ class AudioModelFiles:
     @classmethod
     def resolve(cls, model: str, checkpoint: str, wav2vec2: str) -> AudioModelFiles:
         """The files chosen in a loader's dropdowns (missing default files are downloaded)."""
-        return cls(resolve_model(model, checkpoint), resolve_model("wav2vec2", wav2vec2))
+        paths = resolve_models({model: checkpoint, "wav2vec2": wav2vec2})  # one error lists every missing file
+        return cls(paths[model], paths["wav2vec2"])
 
 
 def _input_folder_files() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -54,11 +54,25 @@ def folder_choices(registry_name: str) -> list[str]:
     return [default] + sorted(found)
 
 
+def resolve_models(choices: Mapping[str, str]) -> dict[str, Path]:
+    """Paths of the models selected in dropdowns (``{registry name: choice}``).
+
+    Registry defaults that are missing are downloaded together (unless ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE say
+    otherwise), so one error lists every missing file of the node; any other choice must exist.
+    """
+    defaults = [name for name, choice in choices.items() if choice == MODEL_FILES[name].relpath]
+    paths = ensure_models(defaults, models_dir()) if defaults else {}
+    for name, choice in choices.items():
+        if name not in paths:
+            paths[name] = _existing_model(choice)
+    return paths
+
+
 def resolve_model(registry_name: str, choice: str) -> Path:
-    """Path of the model selected in a dropdown. The registry default is downloaded when missing (unless
-    ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE say otherwise); any other choice must exist."""
-    if choice == MODEL_FILES[registry_name].relpath:
-        return ensure_models([registry_name], models_dir())[registry_name]
+    return resolve_models({registry_name: choice})[registry_name]
+
+
+def _existing_model(choice: str) -> Path:
     for base in folder_paths.get_folder_paths(FOLDER_NAME):
         candidate = Path(base) / choice
         if candidate.exists():

@@ -16,7 +16,7 @@ from ..models.video.pipeline import (VIDEO_MODEL_PARTS, EncodedReference, VideoM
                                      generate)
 from . import types as apk
 from .common import (PRECISIONS, cached_model, check_interrupt, folder_choices, images_to_uint8, model_choices,
-                     progress_bar, resolve_dtype, resolve_model, torch_device)
+                     progress_bar, resolve_dtype, resolve_models, torch_device)
 
 WEIGHT_FILES = [".pth", ".safetensors"]
 # single-file VAEs from ComfyUI's own models/vae folder are listed with this prefix
@@ -53,15 +53,13 @@ def _vae_choices() -> list[str]:
     return folder_choices("vae") + single_files
 
 
-def _resolve_vae(choice: str) -> Path:
-    if choice.startswith(COMFY_VAE_PREFIX):
-        name = choice[len(COMFY_VAE_PREFIX):]
-        path = folder_paths.get_full_path("vae", name)
-        if path is None:
-            raise FileNotFoundError(f"AniPortrait: the VAE '{name}' is not in ComfyUI's models/vae folder any more. "
-                                    "Refresh the page (R) and pick another one.")
-        return Path(path)
-    return resolve_model("vae", choice)
+def _comfy_vae_file(choice: str) -> Path:
+    name = choice[len(COMFY_VAE_PREFIX):]
+    path = folder_paths.get_full_path("vae", name)
+    if path is None:
+        raise FileNotFoundError(f"AniPortrait: the VAE '{name}' is not in ComfyUI's models/vae folder any more. "
+                                "Refresh the page (R) and pick another one.")
+    return Path(path)
 
 
 class LoadLmk2VideoModels(io.ComfyNode):
@@ -106,14 +104,19 @@ class LoadLmk2VideoModels(io.ComfyNode):
     @classmethod
     def execute(cls, denoising_unet, reference_unet, motion_module, pose_guider, unet_config, vae, image_encoder,
                 precision, pose_guider_heads=16, pose_guider_head_dim=88) -> io.NodeOutput:
+        choices = {"denoising_unet": denoising_unet, "reference_unet": reference_unet,
+                   "motion_module": motion_module, "pose_guider": pose_guider, "sd15_unet_config": unet_config,
+                   "image_encoder": image_encoder}
+        single_file_vae = vae.startswith(COMFY_VAE_PREFIX)
+        if not single_file_vae:
+            choices["vae"] = vae
+        paths = resolve_models(choices)  # one error lists every missing file
         files = VideoModelFiles(
-            denoising_unet=resolve_model("denoising_unet", denoising_unet),
-            reference_unet=resolve_model("reference_unet", reference_unet),
-            motion_module=resolve_model("motion_module", motion_module),
-            pose_guider=resolve_model("pose_guider", pose_guider),
-            unet_config=resolve_model("sd15_unet_config", unet_config),
-            vae=_resolve_vae(vae),
-            image_encoder=resolve_model("image_encoder", image_encoder),
+            denoising_unet=paths["denoising_unet"], reference_unet=paths["reference_unet"],
+            motion_module=paths["motion_module"], pose_guider=paths["pose_guider"],
+            unet_config=paths["sd15_unet_config"],
+            vae=_comfy_vae_file(vae) if single_file_vae else paths["vae"],
+            image_encoder=paths["image_encoder"],
             pose_guider_heads=pose_guider_heads, pose_guider_head_dim=pose_guider_head_dim)
         return io.NodeOutput(VideoModelsHandle(files, resolve_dtype(precision)))
 

@@ -370,3 +370,32 @@ def test_missing_models_stop_the_run_naming_the_node_and_the_files(fresh_ui, fre
     fresh_ui.eval("await window.__t.closeDialogs(); await window.__t.fit();")
     shot(fresh_ui, "error_missing_models_node")
     assert client.get("/system_stats")  # still serving
+
+
+def test_video_loader_error_lists_every_missing_file_at_once(fresh_server, assets_dir):
+    """Offline, one run tells the user about all seven video models, not one per attempt."""
+    client = ComfyClient(fresh_server.url)
+    portrait = client.upload(assets_dir / "lyl.png")
+    loader_defaults = {"denoising_unet": "denoising_unet.pth", "reference_unet": "reference_unet.pth",
+                       "motion_module": "motion_module.pth", "pose_guider": "pose_guider.pth",
+                       "unet_config": "stable-diffusion-v1-5/unet/config.json", "vae": "sd-vae-ft-mse",
+                       "image_encoder": "image_encoder", "precision": "auto"}
+    prompt = {
+        "1": {"class_type": "APK_LoadLmk2VideoModels", "inputs": loader_defaults},
+        "2": {"class_type": "LoadImage", "inputs": {"image": portrait}},
+        "3": {"class_type": "APK_ReferenceNetEncode",
+              "inputs": {"models": ["1", 0], "image": ["2", 0], "width": 64, "height": 64}},
+        "4": {"class_type": "APK_Lmk2VideoSampler",
+              "inputs": {"models": ["1", 0], "reference": ["3", 0], "pose_images": ["2", 0], "steps": 1,
+                         "cfg": 3.5, "seed": 0, "context_frames": 16, "context_overlap": 4,
+                         "window_blend": "average", "loop": "closed (original)"}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
+    }
+    run = client.run(prompt)
+    assert run.error and run.error["node_type"] == "APK_LoadLmk2VideoModels"
+    message = run.error["exception_message"]
+    assert "model file(s) missing" in message
+    for name in ("denoising_unet.pth", "reference_unet.pth", "motion_module.pth", "pose_guider.pth",
+                 "unet/config.json", "sd-vae-ft-mse", "image_encoder"):
+        assert name in message, name
+    assert client.get("/system_stats")  # still serving
