@@ -11,13 +11,13 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
+from .progress import ProgressFn
 from .registry import MODEL_FILES, ModelFile
 
 log = logging.getLogger("aniportrait")
 
-ProgressFn = Callable[[int, int], None]  # (done, total)
 DOWNLOAD_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_models.py"
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from ..progress import InterruptCheck, ProgressFn
 from ..smoothing import smooth_pose_seq
 from .audio2pose import Audio2PoseModel
 from .wav2vec2 import speech_input
@@ -44,8 +44,8 @@ def plan_pose_chunks(num_samples: int, seq_len: int, fps: float) -> list[PoseChu
 
 
 def predict_head_pose(model: Audio2PoseModel, input_values: np.ndarray, seq_len: int, fps: float, id_seed: int,
-                      progress: Callable[[int, int], None] | None = None,
-                      check_interrupt: Callable[[], None] | None = None) -> np.ndarray:
+                      progress: ProgressFn | None = None,
+                      check_interrupt: InterruptCheck | None = None) -> np.ndarray:
     """Per-chunk Audio2Pose, rotations scaled by 0.5, concatenated: float32 ``[seq_len, 6]`` (before smoothing).
     ``input_values`` is the whole clip, standardised once; ``check_interrupt()`` before each chunk (it raises to
     cancel), ``progress(done_frames, seq_len)`` after each."""
@@ -64,8 +64,8 @@ def predict_head_pose(model: Audio2PoseModel, input_values: np.ndarray, seq_len:
 
 
 def head_pose_from_audio(model: Audio2PoseModel, input_values: np.ndarray, seq_len: int, fps: float, id_seed: int,
-                         progress: Callable[[int, int], None] | None = None,
-                         check_interrupt: Callable[[], None] | None = None) -> np.ndarray:
+                         progress: ProgressFn | None = None,
+                         check_interrupt: InterruptCheck | None = None) -> np.ndarray:
     """audio2vid's head pose: float64 ``[seq_len, 6]`` (Euler xyz degrees, translation)."""
     poses = predict_head_pose(model, input_values, seq_len, fps, id_seed, progress, check_interrupt)
     return smooth_pose_seq(poses, AUDIO_POSE_SMOOTHING).astype(np.float64)

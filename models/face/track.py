@@ -8,22 +8,22 @@ and scale; rotation by spherical interpolation), held constant before the first 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..data import FaceAnalysis, FaceTrack
+from ..progress import InterruptCheck, ProgressFn
 from .landmarker import FaceLandmarker
 
 log = logging.getLogger("aniportrait")
 
-ProgressFn = Callable[[int, int], None]
 
 
 def track_faces(frames: np.ndarray | Sequence[np.ndarray], landmarker: FaceLandmarker, fps: float,
                 progress: ProgressFn | None = None,
-                check_interrupt: Callable[[], None] | None = None) -> FaceTrack:
+                check_interrupt: InterruptCheck | None = None) -> FaceTrack:
     """Analyse every (H, W, 3) uint8 RGB frame; ``progress(done, total)`` after each frame, ``check_interrupt()``
     before each (it raises to cancel)."""
     total = len(frames)

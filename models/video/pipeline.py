@@ -28,6 +28,7 @@ import numpy as np
 import psutil
 import torch
 
+from ..progress import InterruptCheck, ProgressFn
 from .clip_encoder import encode_image, load_image_encoder
 from .context import context_windows, frame_coverage
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
@@ -37,7 +38,6 @@ from .vae import VAE_SCALE_FACTOR, decode_latents, encode_latent, load_vae, vae_
 
 log = logging.getLogger("aniportrait")
 
-ProgressFn = Callable[[int, int], None]
 WINDOW_BLENDS = ("average", "sum (original, guidance<=1)")
 
 # Working-memory estimates that only decide batch sizes: UNet bytes per latent element (frame x latent pixel x batch
@@ -294,7 +294,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
              window_blend: str = "average", closed_loop: bool = True, init_latents: torch.Tensor | None = None,
              windows_per_call: int | None = None, decode_batch: int | None = None,
              memory_budget: int | None = None, progress: ProgressFn | None = None,
-             check_interrupt: Callable[[], None] | None = None,
+             check_interrupt: InterruptCheck | None = None,
              on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Animate ``reference`` along ``pose_images`` (uint8 (F, H, W, 3) in the RAW drawing channel order).
 
@@ -348,7 +348,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
 
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
              pose_images: np.ndarray, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
-             progress: ProgressFn | None, check_interrupt: Callable[[], None] | None,
+             progress: ProgressFn | None, check_interrupt: InterruptCheck | None,
              on_step: Callable[[int, torch.Tensor], None] | None) -> torch.Tensor:
     """The DDIM loop over all steps and windows (spec §10.4); returns the final latents."""
     device, dtype = latents.device, latents.dtype
