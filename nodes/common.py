@@ -93,21 +93,29 @@ def resolve_dtype(precision: str, device: torch.device | None = None) -> torch.d
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
 
 
-def cached_model(key: Hashable, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    """The model for ``key`` from the shared cache, on the compute device.
+ModelBuilder = Callable[[], torch.nn.Module]
 
-    ``build`` makes it on the CPU. The cache keeps it wrapped in a ModelPatcher so ComfyUI's memory manager
-    accounts for it and can offload it when other nodes need the memory.
+
+def cached_models(entries: Mapping[str, tuple[Hashable, ModelBuilder]]) -> dict[str, torch.nn.Module]:
+    """Models from the shared cache (``{name: (cache key, build)}``), put on the compute device together.
+
+    ``build`` makes a model on the CPU. The cache keeps it wrapped in a ModelPatcher so ComfyUI's memory manager
+    accounts for it and can offload it when other nodes need the memory. Loading a node's models in one call
+    keeps ComfyUI from offloading one of them to make room for the next.
     """
-    def load() -> comfy.model_patcher.ModelPatcher:
+    def wrap(build: ModelBuilder) -> comfy.model_patcher.ModelPatcher:
         holder = _PatcherHolder(build().eval())
         return comfy.model_patcher.ModelPatcher(holder, load_device=torch_device(),
                                                 offload_device=mm.unet_offload_device(),
                                                 size=mm.module_size(holder))
 
-    patcher = MODEL_CACHE.get(key, load)
-    mm.load_models_gpu([patcher])
-    return patcher.model.held
+    patchers = {name: MODEL_CACHE.get(key, lambda build=build: wrap(build)) for name, (key, build) in entries.items()}
+    mm.load_models_gpu(list(patchers.values()))
+    return {name: patcher.model.held for name, patcher in patchers.items()}
+
+
+def cached_model(key: Hashable, build: ModelBuilder) -> torch.nn.Module:
+    return cached_models({"model": (key, build)})["model"]
 
 
 class _PatcherHolder(torch.nn.Module):

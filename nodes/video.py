@@ -12,11 +12,10 @@ import comfy.model_management as mm
 import folder_paths
 
 from ..models.cache import file_identity
-from ..models.video.pipeline import (VIDEO_MODEL_PARTS, EncodedReference, VideoModelFiles, encode_reference,
-                                     generate)
+from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
 from . import types as apk
-from .common import (PRECISIONS, cached_model, check_interrupt, folder_choices, images_to_uint8, model_choices,
-                     progress_bar, resolve_dtype, resolve_models, torch_device)
+from .common import (PRECISIONS, ModelBuilder, cached_models, check_interrupt, folder_choices, images_to_uint8,
+                     model_choices, progress_bar, resolve_dtype, resolve_models, torch_device)
 
 WEIGHT_FILES = [".pth", ".safetensors"]
 # single-file VAEs from ComfyUI's own models/vae folder are listed with this prefix
@@ -34,18 +33,22 @@ class VideoModelsHandle:
 
 
 class CachedVideoModels:
-    """The networks of a handle, each fetched from the shared model cache (and put on the GPU) when first used."""
+    """The networks a node needs, from the shared model cache, put on the compute device together."""
 
-    def __init__(self, handle: VideoModelsHandle) -> None:
-        self.handle = handle
+    def __init__(self, handle: VideoModelsHandle, parts: tuple[str, ...]) -> None:
+        files, dtype = handle.files, handle.dtype
+
+        def entry(part: str) -> tuple[tuple, ModelBuilder]:
+            key = ("apk_lmk2video", part, tuple(file_identity(p) for p in files.files_of(part)),
+                   files.pose_guider_heads, files.pose_guider_head_dim, dtype, str(torch_device()))
+            return key, lambda: files.load(part, dtype)
+
+        self._modules = cached_models({part: entry(part) for part in parts})
 
     def __getattr__(self, part: str) -> torch.nn.Module:
-        if part not in VIDEO_MODEL_PARTS:
+        if part == "_modules" or part not in self._modules:
             raise AttributeError(part)
-        files, dtype = self.handle.files, self.handle.dtype
-        key = ("apk_lmk2video", part, tuple(file_identity(p) for p in files.files_of(part)),
-               files.pose_guider_heads, files.pose_guider_head_dim, dtype, str(torch_device()))
-        return cached_model(key, lambda: files.load(part, dtype))
+        return self._modules[part]
 
 
 def _vae_choices() -> list[str]:
@@ -147,7 +150,8 @@ class ReferenceNetEncode(io.ComfyNode):
             raise ValueError("AniPortrait: input 'image' must be an RGB IMAGE [B, H, W, 3] with at least one image, "
                              f"got shape {list(image.shape)}.")
         portrait = images_to_uint8(image[:1])[0]
-        return io.NodeOutput(encode_reference(CachedVideoModels(models), portrait, width, height))
+        encoders = CachedVideoModels(models, ("image_encoder", "vae", "reference_unet"))
+        return io.NodeOutput(encode_reference(encoders, portrait, width, height))
 
 
 class Lmk2VideoSampler(io.ComfyNode):
@@ -197,7 +201,8 @@ class Lmk2VideoSampler(io.ComfyNode):
                              f"({context_frames}).")
         # IMAGE is display RGB; the networks were trained on the drawing's raw channel order (reversed)
         raw_pose = np.ascontiguousarray(images_to_uint8(pose_images)[..., ::-1])
-        frames = generate(CachedVideoModels(models), reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
+        networks = CachedVideoModels(models, ("denoising_unet", "pose_guider", "vae"))
+        frames = generate(networks, reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
                           context_frames=context_frames, context_overlap=context_overlap,
                           window_blend=BLEND_CHOICES[window_blend], closed_loop=LOOP_CHOICES[loop],
                           progress=progress_bar(steps), check_interrupt=check_interrupt)
