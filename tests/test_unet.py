@@ -14,7 +14,6 @@ from models.video.loading import (build_pose_guider, load_denoising_unet, load_p
                                   read_unet_config)
 from models.video.reference_unet import round_bank_like_original
 from tests.golden import cases_unet
-from tests.golden.manifests import check_manifests
 from tests.golden.runner import run_cases
 
 FRAMES, LATENT_SIZE, POSE_SIZE = 4, 8, 64
@@ -234,9 +233,3 @@ def test_golden_pose_guider_and_unet(golden_dir: Path):
     results = run_cases(golden_dir, only=cases_unet.CASES)
     assert len(results) > 20
     assert [r.line() for r in results if not r.passed] == []
-
-
-def test_full_size_manifests(golden_dir: Path):
-    results = check_manifests(golden_dir / "manifests")
-    assert [r.line() for r in results if not r.passed] == []
-    assert len(results) >= 6

@@ -147,6 +147,17 @@ class Wav2Vec2FrameEncoder(Wav2Vec2Model):
         return mean, (squares / count + first.layer_norm.eps).rsqrt()
 
 
+# the architecture part of facebook/wav2vec2-base-960h's config.json (spec §2.3): the encoder the released
+# audio2mesh.pt / audio2pose.pt were trained on
+WAV2VEC2_BASE_960H_CONFIG = {
+    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+    "hidden_act": "gelu", "layer_norm_eps": 1e-5, "feat_extract_norm": "group", "do_stable_layer_norm": False,
+    "conv_bias": False, "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2], "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
+    "mask_time_prob": 0.05,
+}
+
+
 def load_encoder_config(folder: Path | str) -> Wav2Vec2Config:
     """The wav2vec2 architecture from ``folder/config.json`` (inference settings: no LayerDrop, no SpecAugment)."""
     folder = Path(folder)
@@ -154,9 +165,13 @@ def load_encoder_config(folder: Path | str) -> Wav2Vec2Config:
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} is missing: the wav2vec2 folder must hold the config.json of "
                                 "facebook/wav2vec2-base-960h (or the model you trained with).")
-    config = Wav2Vec2Config.from_json_file(str(config_file))
+    return inference_config(Wav2Vec2Config.from_json_file(str(config_file)), config_file)
+
+
+def inference_config(config: Wav2Vec2Config, source: Path | str) -> Wav2Vec2Config:
+    """``config`` checked to be a variant our forward implements, with LayerDrop and SpecAugment off."""
     if config.do_stable_layer_norm or config.feat_extract_norm != "group" or config.add_adapter:
-        raise ValueError(f"{config_file} describes a wav2vec2 variant AniPortrait does not use "
+        raise ValueError(f"{source} describes a wav2vec2 variant AniPortrait does not use "
                          "(stable layer norm, layer-norm feature extractor or adapter); use wav2vec2-base-960h.")
     config.layerdrop = 0.0
     config.apply_spec_augment = False

@@ -1,9 +1,10 @@
 """Full-size state-dict key/shape checks against shared/golden/manifests (models built on the meta device, no weights).
 
 One row of ``MANIFEST_CHECKS`` per manifest file: the file name, a builder of the full-size module on the meta device,
-and a transform from that module's ``{key: shape}`` to the key set the file describes. One Comparison per row:
-``max_abs_err`` = number of missing + unexpected keys + shape mismatches, tolerance 0. To add a model, append
-``ManifestCheck("<file>.json", build_fn)`` (plus a transform when the file names keys differently).
+and a transform from that module's ``{key: shape}`` to the key set the file describes (or, where our loader renames
+a file's keys, that renaming applied to the file's keys). One Comparison per row: ``max_abs_err`` = number of
+missing + unexpected keys + shape mismatches (+ 1 if ``_summary.json`` counts differently), tolerance 0. Every other
+``*.json`` in the folder fails as unchecked. To add a model, append ``ManifestCheck("<file>.json", build_fn)``.
 """
 from __future__ import annotations
 
@@ -16,16 +17,22 @@ from typing import Callable
 
 import torch
 from torch import nn
+from transformers import Wav2Vec2Config
 
+from models.audio.audio2mesh import Audio2MeshModel
+from models.audio.audio2pose import Audio2PoseModel
+from models.audio.wav2vec2 import (WAV2VEC2_BASE_960H_CONFIG, Wav2Vec2FrameEncoder, inference_config,
+                                   match_weight_norm_keys)
 from models.video.loading import (build_denoising_unet, build_pose_guider, build_reference_unet,
                                   is_motion_module_key)
 from models.video.clip_encoder import IMAGE_ENCODER_CONFIG
 from models.video.sd15_unet_config import SD15_UNET_CONFIG
 from models.video.vae import DEPRECATED_ATTENTION_NAMES, SD_VAE_FT_MSE_CONFIG
 
-from .compare import Comparison
+from .compare import Comparison, failure
 
 Shapes = dict[str, tuple[int, ...]]
+SUMMARY = "_summary.json"  # tensor/element counts per manifest, no keys
 _SHOWN = 4
 
 
@@ -39,6 +46,8 @@ class ManifestCheck:
     build: Callable[[], nn.Module]               # the full-size module, on the meta device
     keys: Callable[[Shapes], Shapes] = _unchanged  # our {key: shape} -> what the file lists
     note: str = ""
+    # the loader's renaming of a file's keys onto the module's: (file's {key: shape}, module's keys) -> {key: shape}
+    loader_names: Callable[[Shapes, set[str]], Shapes] | None = None
 
 
 @functools.cache
@@ -105,6 +114,26 @@ def _with_stored_position_ids(shapes: Shapes) -> Shapes:
     return {**shapes, "vision_model.embeddings.position_ids": (1, patches + 1)}
 
 
+def _wav2vec2_base() -> Wav2Vec2FrameEncoder:
+    config = inference_config(Wav2Vec2Config(**WAV2VEC2_BASE_960H_CONFIG), "WAV2VEC2_BASE_960H_CONFIG")
+    with torch.device("meta"):
+        return Wav2Vec2FrameEncoder(config)
+
+
+# widths below = what load_audio2mesh / load_audio2pose read off the released files' tensor shapes
+def _audio2mesh() -> nn.Module:
+    with torch.device("meta"):
+        return Audio2MeshModel(_wav2vec2_base(), latent_dim=512, out_dim=468 * 3)
+
+
+def _audio2pose() -> nn.Module:
+    with torch.device("meta"):
+        return Audio2PoseModel(_wav2vec2_base(), latent_dim=512, out_dim=6, feedforward_dim=1024, num_layers=8,
+                               num_identities=100, max_positions=600)
+
+
+_LEGACY_WEIGHT_NORM = "legacy weight_g/weight_v renamed to our parametrized names by match_weight_norm_keys"
+
 MANIFEST_CHECKS: list[ManifestCheck] = [
     ManifestCheck("denoising_unet.pth.json", _denoising_unet, _spatial_keys, "UNet3D without motion-module keys"),
     ManifestCheck("motion_module.pth.json", _denoising_unet, _motion_keys, "UNet3D motion-module keys"),
@@ -118,6 +147,12 @@ MANIFEST_CHECKS: list[ManifestCheck] = [
                   "AutoencoderKL, attention keys as query/key/value/proj_attn"),
     ManifestCheck("image_encoder.CLIPVisionModelWithProjection.json", _image_encoder, _with_stored_position_ids,
                   "CLIPVisionModelWithProjection (ViT-L/14) + 4.30.2's persistent position_ids"),
+    ManifestCheck("wav2vec2-base-960h.Wav2Vec2Model.json", _wav2vec2_base, loader_names=match_weight_norm_keys,
+                  note=f"Wav2Vec2FrameEncoder(base-960h), masked_spec_embed included; {_LEGACY_WEIGHT_NORM}"),
+    ManifestCheck("audio2mesh.pt.json", _audio2mesh, loader_names=match_weight_norm_keys,
+                  note=f"Audio2MeshModel(512, 1404); {_LEGACY_WEIGHT_NORM}"),
+    ManifestCheck("audio2pose.pt.json", _audio2pose, loader_names=match_weight_norm_keys,
+                  note=f"Audio2PoseModel(512, 6, ff 1024, 8 layers, 100 ids, PPE.pe 600); {_LEGACY_WEIGHT_NORM}"),
 ]
 
 
@@ -128,15 +163,29 @@ def _mismatches(ours: Shapes, theirs: Shapes) -> list[str]:
     return missing + extra + shapes
 
 
-def _check(check: ManifestCheck, manifest_dir: Path) -> Comparison:
+def _summary_counts(manifest_dir: Path) -> dict[str, tuple[int, int]]:
+    """manifest file name -> (tensors, elements) as ``_summary.json`` lists them (empty without the file)."""
+    path = manifest_dir / SUMMARY
+    if not path.is_file():
+        return {}
+    return {f"{entry['file']}.json": (entry["num_tensors"], entry["num_elements"])
+            for entry in json.loads(path.read_text())}
+
+
+def check_manifest(check: ManifestCheck, manifest_dir: Path, summary: dict[str, tuple[int, int]]) -> Comparison:
     path = manifest_dir / check.manifest
     if not path.is_file():
         return Comparison("manifest", check.manifest, float("nan"), 0.0, False, f"{path} not found")
     theirs = {key: tuple(shape) for key, shape in json.loads(path.read_text()).items()}
-    module = check.build()
-    ours = check.keys({key: tuple(tensor.shape) for key, tensor in module.state_dict().items()})
+    state = check.build().state_dict()
+    if check.loader_names is not None:
+        theirs = check.loader_names(theirs, set(state))
+    ours = check.keys({key: tuple(tensor.shape) for key, tensor in state.items()})
     problems = _mismatches(ours, theirs)
     elements = sum(math.prod(shape) for shape in ours.values())
+    listed = summary.get(check.manifest)
+    if listed is not None and listed != (len(ours), elements):
+        problems.append(f"{SUMMARY} lists {listed[0]} tensors, {listed[1]:,} elements")
     note = f"{check.note}: {len(ours)} tensors, {elements:,} elements"
     if problems:
         more = f"; ... ({len(problems)} in all)" if len(problems) > _SHOWN else ""
@@ -145,4 +194,16 @@ def _check(check: ManifestCheck, manifest_dir: Path) -> Comparison:
 
 
 def check_manifests(manifest_dir: Path) -> list[Comparison]:
-    return [_check(check, Path(manifest_dir)) for check in MANIFEST_CHECKS]
+    """One Comparison per row of ``MANIFEST_CHECKS`` and one FAIL per other ``*.json`` in the folder."""
+    manifest_dir = Path(manifest_dir)
+    summary = _summary_counts(manifest_dir)
+    results = []
+    for check in MANIFEST_CHECKS:
+        try:
+            results.append(check_manifest(check, manifest_dir, summary))
+        except Exception as exc:  # one broken row must not hide the others
+            results.append(failure("manifest", check.manifest, exc))
+    checked = {check.manifest for check in MANIFEST_CHECKS} | {SUMMARY}
+    results += [Comparison("manifest", path.name, float("nan"), 0.0, False, "no checker for this manifest")
+                for path in sorted(manifest_dir.glob("*.json")) if path.name not in checked]
+    return results
