@@ -3,11 +3,12 @@
 #
 #   bash animate.sh --image portrait.png --audio speech.wav [--out result.mp4] [--models DIR] [--comfyui DIR]
 #                   [--python PY] [--width 512 --height 512 --steps 25 --cfg 3.5 --seed 42 --fps 30]
-#                   [--pose-template pose_temp.npy] [--set NODE.INPUT=VALUE ...]
+#                   [--pose-template pose_temp.npy] [--set NODE.INPUT=VALUE ...] [--cpu]
 #
 # ComfyUI: --comfyui DIR, else the one this pack sits in (ComfyUI/custom_nodes/<pack>), else the pinned CPU
 # install of .ci/install_comfyui.sh (~/.cache/aniportrait-comfyui, installed on first use).
 # Models: --models DIR, else COMFYUI/models/aniportrait (fill it with: python scripts/download_models.py).
+# Runs on the GPU when ComfyUI's torch sees one (--cpu: on the CPU anyway).
 # `bash animate.sh --help` lists every option.
 set -euo pipefail
 PACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -7,20 +7,21 @@ CLIP; random weights built from the configs, no download) on synthetic inputs.
 Times each stage (CLIP, VAE encode, reference UNet, PoseGuider per window, UNet per CFG window, DDIM step, VAE
 decode) and the whole sampler per frame, twice: one context window per UNet call (the original) and the memory
 plan's several windows per call, so their ratio is measured in one run. Peak memory: CUDA max_memory_allocated per
-stage; on the CPU the resident set size sampled every 5 ms. Also reports the measured per-window UNet and per-frame
-decode memory next to the constants the memory plan in models/video/pipeline.py assumes.
+stage; on the CPU the resident set size sampled every 5 ms, after handing freed memory back to the system (glibc),
+so that a stage's growth is not hidden by memory an earlier stage freed. Also reports the measured memory of one
+CFG window's UNet call and of one batched decode call next to the constants of the memory plan
+(models/video/memory_plan.py).
 Writes bench/results/video_<device>.json and .md. Needs torch, transformers, diffusers, opencv and psutil (a GPU
 machine without diffusers can take its pure-Python wheel).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import ctypes
+import ctypes.util
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
@@ -29,18 +30,25 @@ import numpy as np
 import psutil
 import torch
 
-from models.video import pipeline as lmk2video
+from bench.common import machine_description, write_results
+from models.video import memory_plan
 from models.video.clip_encoder import IMAGE_ENCODER_CONFIG, encode_image
 from models.video.context import context_windows
 from models.video.loading import build_denoising_unet, build_pose_guider, build_reference_unet
-from models.video.pipeline import encode_reference, generate
+from models.video.pipeline import EncodedReference, encode_reference, generate
 from models.video.reference_unet import round_bank_like_original
 from models.video.scheduler import DDIMSampler
 from models.video.sd15_unet_config import SD15_UNET_CONFIG
 from models.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, encode_latent, vae_pixel_values
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 GIB = 2 ** 30
+
+
+def _release_freed_host_memory() -> None:
+    """glibc keeps freed blocks mapped; without this a stage that reuses them shows no growth at all."""
+    libc = ctypes.util.find_library("c")
+    if libc and hasattr(ctypes.CDLL(libc), "malloc_trim"):
+        ctypes.CDLL(libc).malloc_trim(0)
 
 
 class Meter:
@@ -61,6 +69,7 @@ class Meter:
             torch.cuda.reset_peak_memory_stats(self.device)
             before = torch.cuda.memory_allocated(self.device)
         else:
+            _release_freed_host_memory()
             before = self.process.memory_info().rss
             peak = [before]
             stop = threading.Event()
@@ -138,6 +147,75 @@ def synthetic_inputs(size: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
     return portrait, poses
 
 
+def time_encoder_stages(meter: Meter, encoders: SimpleNamespace, portrait: np.ndarray, size: int,
+                        repeats: int) -> dict[str, dict]:
+    """CLIP, VAE encode and reference UNet, each on its own."""
+    clip = encode_image(encoders.image_encoder, portrait)
+    pixels = vae_pixel_values(portrait, size, size)
+    latent = encode_latent(encoders.vae, pixels)
+    return {
+        "clip": timed(meter, lambda: encode_image(encoders.image_encoder, portrait), repeats),
+        "vae_encode": timed(meter, lambda: encode_latent(encoders.vae, pixels), repeats),
+        "reference_unet": timed(
+            meter, lambda: round_bank_like_original(encoders.reference_unet(latent, clip[:, None])), repeats),
+    }
+
+
+def time_denoising_stages(meter: Meter, models: SimpleNamespace, reference: EncodedReference, poses: np.ndarray,
+                          window: int, steps: int, repeats: int) -> dict[str, dict]:
+    """PoseGuider and CFG UNet on one window, a DDIM step, and VAE decoding one frame and the whole video."""
+    parameter = next(models.denoising_unet.parameters())
+    device, dtype = parameter.device, parameter.dtype
+    frames, size = poses.shape[0], poses.shape[1]
+    pose = (2.0 * torch.from_numpy(poses[:window]).permute(3, 0, 1, 2).float() - 1.0)[None]
+    pose = pose.to(device=device, dtype=dtype).contiguous()
+    features = [torch.cat([f, f]) for f in models.pose_guider(pose)]
+    bank = {name: tokens.to(device) for name, tokens in reference.bank.items()}
+    embeds = reference.clip_embeds.to(device)
+    context = torch.cat([torch.zeros_like(embeds), embeds])
+    noisy = torch.randn((2, 4, window, size // 8, size // 8), device=device, dtype=dtype)
+    timestep = torch.tensor(999, device=device)
+    scheduler = DDIMSampler()
+    scheduler.set_timesteps(steps)
+    latents = torch.randn((1, 4, frames, size // 8, size // 8), device=device, dtype=dtype)
+    decode_batch = min(frames, memory_plan.decode_frames_per_call(size, size, dtype,
+                                                                  memory_plan.free_device_memory(device)))
+    stages = {
+        "pose_guider_window": timed(meter, lambda: models.pose_guider(pose), repeats),
+        "unet_cfg_window": timed(
+            meter, lambda: models.denoising_unet(noisy, timestep, encoder_hidden_states=context,
+                                                 pose_features=features, reference_bank=bank,
+                                                 reference_mask=[False, True]), repeats),
+        "ddim_step": timed(meter, lambda: scheduler.step(latents, 999, latents), repeats),
+        "vae_decode_frame": timed(meter, lambda: decode_latents(models.vae, latents[:, :, :1]), repeats),
+        "vae_decode_video": timed(meter, lambda: decode_latents(models.vae, latents, decode_batch), 0),
+        "vae_decode_video_one_per_call": timed(meter, lambda: decode_latents(models.vae, latents, 1), 0),
+    }
+    stages["vae_decode_video"]["frames_per_call"] = decode_batch
+    return stages
+
+
+def time_sampler(meter: Meter, models: SimpleNamespace, reference: EncodedReference, poses: np.ndarray,
+                 steps: int, cfg: float, planned: int, rounds: int) -> dict[str, dict]:
+    """The whole sampler with one window per UNet call and with the planned number, alternated ``rounds`` times
+    (best of them: the machine may be shared)."""
+    frames = poses.shape[0]
+    runs: dict[str, dict] = {}
+    for _ in range(rounds):
+        for name, per_call in (("one_window_per_call", 1), ("planned_windows_per_call", planned)):
+            record: dict = {}
+            with meter.measure(record):
+                video = generate(models, reference, poses, steps=steps, guidance=cfg, seed=42,
+                                 windows_per_call=per_call)
+            record.update(windows_per_call=per_call, frames_per_second=frames / record["seconds"],
+                          seconds_per_frame=record["seconds"] / frames, finite=bool(torch.isfinite(video).all()))
+            print(f"{name} ({per_call}): {record['seconds']:.1f} s ({record['frames_per_second']:.3f} frames/s), "
+                  f"peak {record['peak_gib']:.2f} GiB", flush=True)
+            if name not in runs or record["seconds"] < runs[name]["seconds"]:
+                runs[name] = record
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -163,72 +241,26 @@ def main() -> None:
     print(f"{device} {dtype} {size}x{size}, {frames} frames, {len(windows)} windows of {window}, {steps} steps",
           flush=True)
     build: dict[str, dict] = {"reference_models": {}, "denoising_models": {}}
-    stages: dict[str, dict] = {}
     with torch.no_grad():
         with meter.measure(build["reference_models"]):
             encoders = reference_models(device, dtype)
-        clip = encode_image(encoders.image_encoder, portrait)
-        stages["clip"] = timed(meter, lambda: encode_image(encoders.image_encoder, portrait), repeats)
-        pixels = vae_pixel_values(portrait, size, size)
-        latent = encode_latent(encoders.vae, pixels)
-        stages["vae_encode"] = timed(meter, lambda: encode_latent(encoders.vae, pixels), repeats)
-        stages["reference_unet"] = timed(
-            meter, lambda: round_bank_like_original(encoders.reference_unet(latent, clip[:, None])), repeats)
+        stages = time_encoder_stages(meter, encoders, portrait, size, repeats)
         reference = encode_reference(encoders, portrait, size, size)
         vae = encoders.vae
-        del encoders, clip, latent
+        encoders = None  # gone before the denoising side is built (see reference_models)
         with meter.measure(build["denoising_models"]):
             models = denoising_models(vae, device, dtype)
         print(f"models built in {sum(b['seconds'] for b in build.values()):.1f} s", flush=True)
+        stages.update(time_denoising_stages(meter, models, reference, poses, window, steps, repeats))
 
-        pose = (2.0 * torch.from_numpy(poses[:window]).permute(3, 0, 1, 2).float() - 1.0)[None]
-        pose = pose.to(device=device, dtype=dtype).contiguous()
-        stages["pose_guider_window"] = timed(meter, lambda: models.pose_guider(pose), repeats)
-        features = [torch.cat([f, f]) for f in models.pose_guider(pose)]
-        bank = {name: tokens.to(device) for name, tokens in reference.bank.items()}
-        embeds = reference.clip_embeds.to(device)
-        context = torch.cat([torch.zeros_like(embeds), embeds])
-        noisy = torch.randn((2, 4, window, size // 8, size // 8), device=device, dtype=dtype)
-        timestep = torch.tensor(999, device=device)
-        stages["unet_cfg_window"] = timed(
-            meter, lambda: models.denoising_unet(noisy, timestep, encoder_hidden_states=context,
-                                                 pose_features=features, reference_bank=bank,
-                                                 reference_mask=[False, True]), repeats)
-        del features, noisy, bank
-        scheduler = DDIMSampler()
-        scheduler.set_timesteps(steps)
-        latents = torch.randn((1, 4, frames, size // 8, size // 8), device=device, dtype=dtype)
-        stages["ddim_step"] = timed(meter, lambda: scheduler.step(latents, 999, latents), repeats)
-        stages["vae_decode_frame"] = timed(meter, lambda: decode_latents(vae, latents[:, :, :1]), repeats)
-        budget = lmk2video.free_device_memory(device)
-        decode_batch = min(frames, lmk2video.decode_frames_per_call(size, size, dtype, budget))
-        stages["vae_decode_video"] = timed(meter, lambda: decode_latents(vae, latents, decode_batch), 0)
-        stages["vae_decode_video"]["frames_per_call"] = decode_batch
-        stages["vae_decode_video_one_per_call"] = timed(meter, lambda: decode_latents(vae, latents, 1), 0)
-        del latents
+    planned = memory_plan.unet_windows_per_call(window, size, size, args.cfg > 1, dtype,
+                                                memory_plan.free_device_memory(device), len(windows))
+    runs = time_sampler(meter, models, reference, poses, steps, args.cfg, planned, rounds=1 if on_gpu else 2)
 
-    runs: dict[str, dict] = {}
-    planned = lmk2video.unet_windows_per_call(window, size, size, args.cfg > 1, dtype,
-                                              lmk2video.free_device_memory(device), len(windows))
-    variants = (("one_window_per_call", 1), ("planned_windows_per_call", planned))
-    for _ in range(1 if on_gpu else 2):  # alternated on the CPU, best of two: the machine is shared
-        for name, per_call in variants:
-            record: dict = {}
-            with meter.measure(record):
-                video = generate(models, reference, poses, steps=steps, guidance=args.cfg, seed=42,
-                                 windows_per_call=per_call)
-            record.update(windows_per_call=per_call, frames_per_second=frames / record["seconds"],
-                          seconds_per_frame=record["seconds"] / frames, finite=bool(torch.isfinite(video).all()))
-            print(f"{name} ({per_call}): {record['seconds']:.1f} s ({record['frames_per_second']:.3f} frames/s), "
-                  f"peak {record['peak_gib']:.2f} GiB", flush=True)
-            if name not in runs or record["seconds"] < runs[name]["seconds"]:
-                runs[name] = record
-
-    itemsize = torch.finfo(dtype).bits // 8
-    unet_bytes = stages["unet_cfg_window"]["extra_gib"] * GIB / (window * (size // 8) ** 2 * 2 * itemsize)
-    decode_bytes = stages["vae_decode_frame"]["extra_gib"] * GIB / (size * size * itemsize)
+    unet_elements = window * (size // 8) ** 2 * 2  # frames x latent pixels x CFG rows of one window
+    decoded_pixels = stages["vae_decode_video"]["frames_per_call"] * size * size  # one batched decode call
     result = {
-        "device": torch.cuda.get_device_name(device) if on_gpu else f"CPU ({platform.processor() or 'x86-64'}, "
+        "device": torch.cuda.get_device_name(device) if on_gpu else f"CPU ({machine_description()}, "
                                                                     f"{args.threads} threads)",
         "torch": torch.__version__, "dtype": str(dtype), "size": size, "frames": frames, "steps": steps,
         "cfg": args.cfg, "windows": len(windows), "window_frames": window,
@@ -237,17 +269,15 @@ def main() -> None:
         "batching_speedup_cpu_time": (runs["one_window_per_call"]["cpu_seconds"]
                                       / runs["planned_windows_per_call"]["cpu_seconds"]),
         "memory_plan": {
-            "measured_unet_bytes_per_latent_element": unet_bytes,
-            "assumed_unet_bytes_per_latent_element": lmk2video.UNET_BYTES_PER_LATENT_ELEMENT,
-            "measured_decode_bytes_per_pixel": decode_bytes,
-            "assumed_decode_bytes_per_pixel": lmk2video.DECODE_BYTES_PER_PIXEL,
+            "measured_unet_bytes_per_latent_element":
+                stages["unet_cfg_window"]["extra_gib"] * GIB / (unet_elements * dtype.itemsize),
+            "assumed_unet_bytes_per_latent_element": memory_plan.UNET_BYTES_PER_LATENT_ELEMENT,
+            "measured_decode_bytes_per_pixel":
+                stages["vae_decode_video"]["extra_gib"] * GIB / (decoded_pixels * dtype.itemsize),
+            "assumed_decode_bytes_per_pixel": memory_plan.DECODE_BYTES_PER_PIXEL,
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"video_{device.type}"
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(f"video_{device.type}", result, markdown(result))
 
 
 def markdown(result: dict) -> str:
@@ -268,7 +298,8 @@ def markdown(result: dict) -> str:
     plan = result["memory_plan"]
     lines += ["", f"Batching windows: {result['batching_speedup']:.2f}x the speed of one window per call "
                   f"(process CPU time: {result['batching_speedup_cpu_time']:.2f}x).", "",
-              f"Memory plan: UNet {plan['measured_unet_bytes_per_latent_element']:.0f} bytes per latent element "
+              "Memory plan (one call at this size, its fixed buffers included, which dominate at small sizes): "
+              f"UNet {plan['measured_unet_bytes_per_latent_element']:.0f} bytes per latent element "
               f"measured vs {plan['assumed_unet_bytes_per_latent_element']} assumed; VAE decode "
               f"{plan['measured_decode_bytes_per_pixel']:.0f} bytes per pixel measured vs "
               f"{plan['assumed_decode_bytes_per_pixel']} assumed.", ""]

@@ -95,6 +95,16 @@ def fit_audio(audio: AudioTrack, frame_count: int, fps: Fraction) -> tuple[Audio
     return padded, f"audio padded with silence {lengths}"
 
 
+def mix_down_to_stereo(audio: AudioTrack) -> tuple[AudioTrack, str | None]:
+    """More than two channels become the same average on both stereo channels: the surround layouts differ per
+    codec, and a plain average keeps every channel audible."""
+    channels = audio.waveform.shape[0]
+    if channels <= 2:
+        return audio, None
+    mixed = np.repeat(audio.waveform.mean(axis=0, keepdims=True), 2, axis=0)
+    return AudioTrack(mixed, audio.sample_rate), f"{channels}-channel audio mixed down to stereo"
+
+
 def check_frames(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -133,9 +143,12 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTr
     notes = [size_note] if size_note else []
     muxer_options = dict(spec.muxer_options)
     if audio is not None:
-        audio, audio_note = fit_audio(check_audio(audio), frames.shape[0], rate)
-        notes += [audio_note] if audio_note else []
+        audio, length_note = fit_audio(check_audio(audio), frames.shape[0], rate)
+        audio, mix_note = mix_down_to_stereo(audio)
         audio_rate = audio.sample_rate if audio.sample_rate in spec.audio_rates else spec.audio_rates[0]
+        rate_note = (f"audio resampled from {audio.sample_rate} Hz to {audio_rate} Hz for {spec.audio_codec}"
+                     if audio_rate != audio.sample_rate else None)
+        notes += [note for note in (length_note, mix_note, rate_note) if note]
         if spec.timescale_option:
             muxer_options[spec.timescale_option] = str(audio_rate)
 
@@ -147,8 +160,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTr
         video_stream.pix_fmt = "yuv420p"
         audio_stream = None
         if audio is not None:
-            audio_stream, audio_notes = _add_audio_stream(output, spec, audio, audio_rate)
-            notes += audio_notes
+            audio_stream = output.add_stream(spec.audio_codec, rate=audio_rate, layout=_channel_layout(audio))
         for frame in frames:
             output.mux(video_stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         output.mux(video_stream.encode(None))
@@ -157,26 +169,15 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTr
     return WrittenVideo(path, frames.shape[0], frames.shape[2], frames.shape[1], rate, tuple(notes))
 
 
-def _add_audio_stream(output: av.container.OutputContainer, spec: ContainerSpec, audio: AudioTrack,
-                      rate: int) -> tuple[av.AudioStream, list[str]]:
-    notes = []
-    if rate != audio.sample_rate:
-        notes.append(f"audio resampled from {audio.sample_rate} Hz to {rate} Hz for {spec.audio_codec}")
-    if audio.waveform.shape[0] > 2:
-        notes.append(f"{audio.waveform.shape[0]}-channel audio mixed down to stereo")
-    layout = "mono" if audio.waveform.shape[0] == 1 else "stereo"
-    return output.add_stream(spec.audio_codec, rate=rate, layout=layout), notes
+def _channel_layout(audio: AudioTrack) -> str:
+    """The layout of a mono or stereo track (``mix_down_to_stereo`` has run)."""
+    return "mono" if audio.waveform.shape[0] == 1 else "stereo"
 
 
 def _encode_audio(output: av.container.OutputContainer, stream: av.AudioStream, audio: AudioTrack) -> None:
-    waveform = audio.waveform
-    if waveform.shape[0] > 2:
-        # the surround layouts differ per codec; a plain average keeps every channel audible
-        waveform = np.repeat(waveform.mean(axis=0, keepdims=True), 2, axis=0)
-    layout = "mono" if waveform.shape[0] == 1 else "stereo"
     # interleaved float samples; PyAV's encoder resamples to the stream's rate/format and frame size
-    interleaved = np.ascontiguousarray(np.clip(waveform, -1.0, 1.0).T.reshape(1, -1))
-    frame = av.AudioFrame.from_ndarray(interleaved, format="flt", layout=layout)
+    interleaved = np.ascontiguousarray(np.clip(audio.waveform, -1.0, 1.0).T.reshape(1, -1))
+    frame = av.AudioFrame.from_ndarray(interleaved, format="flt", layout=_channel_layout(audio))
     frame.sample_rate = audio.sample_rate
     frame.pts = 0
     output.mux(stream.encode(frame))

@@ -159,6 +159,15 @@ def images_to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().cpu().float().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
 
 
+def rgb_images_to_uint8(images: torch.Tensor, input_name: str) -> np.ndarray:
+    """``images_to_uint8`` of the node input ``input_name``, refused with a clear error unless it is a non-empty
+    RGB IMAGE batch."""
+    if images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] != 3:
+        raise ValueError(f"AniPortrait: input '{input_name}' must be a non-empty RGB IMAGE batch [B, H, W, 3], "
+                         f"got shape {list(images.shape)}. Check the node connected to '{input_name}'.")
+    return images_to_uint8(images)
+
+
 def uint8_to_images(frames: np.ndarray) -> torch.Tensor:
     """uint8 ``[B, H, W, 3]`` -> IMAGE float 0..1 on ComfyUI's intermediate device."""
     tensor = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0

@@ -1,8 +1,6 @@
 """Face analysis nodes: the reference portrait and the driving video, through MediaPipe FaceLandmarker."""
 from __future__ import annotations
 
-import numpy as np
-import torch
 from comfy_api.latest import io
 
 from ..models.cache import MODEL_CACHE, file_identity
@@ -10,7 +8,8 @@ from ..models.face.landmarker import FaceLandmarker
 from ..models.face.reference import analyse_reference
 from ..models.face.track import track_faces
 from . import types as apk
-from .common import check_interrupt, images_to_uint8, model_choices, progress_bar, resolve_model, uint8_to_images
+from .common import (check_interrupt, model_choices, progress_bar, resolve_model, rgb_images_to_uint8,
+                     uint8_to_images)
 
 CROP_NONE = "none"
 CROP_AUTO = "auto (face-centred square)"
@@ -22,13 +21,6 @@ def load_landmarker(choice: str) -> FaceLandmarker:
     """The FaceLandmarker for a dropdown choice, shared through the model cache."""
     path = resolve_model("face_landmarker", choice)
     return MODEL_CACHE.get(("face_landmarker", file_identity(path)), lambda: FaceLandmarker(path))
-
-
-def _rgb_frames(images: torch.Tensor, input_name: str) -> np.ndarray:
-    if images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] != 3:
-        raise ValueError(f"AniPortrait: input '{input_name}' must be a non-empty RGB IMAGE batch [B, H, W, 3], "
-                         f"got shape {list(images.shape)}.")
-    return images_to_uint8(images)
 
 
 class ReferenceFace(io.ComfyNode):
@@ -63,7 +55,7 @@ class ReferenceFace(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, landmarker, width, height, crop) -> io.NodeOutput:
-        source = _rgb_frames(image, "image")[0]
+        source = rgb_images_to_uint8(image, "image")[0]
         reference, portrait = analyse_reference(load_landmarker(landmarker), source, width, height,
                                                 crop=crop == CROP_AUTO)
         return io.NodeOutput(reference, uint8_to_images(portrait[None]))
@@ -91,7 +83,7 @@ class VideoFaceLandmarks(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, landmarker, fps) -> io.NodeOutput:
-        video = _rgb_frames(frames, "frames")
+        video = rgb_images_to_uint8(frames, "frames")
         analyser = load_landmarker(landmarker)
         track = track_faces(video, analyser, fps, progress=progress_bar(len(video)), check_interrupt=check_interrupt)
         return io.NodeOutput(track)

@@ -12,7 +12,7 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from ..models.video_io import AudioTrack, write_video
-from .common import images_to_uint8
+from .common import rgb_images_to_uint8
 
 log = logging.getLogger("aniportrait")
 
@@ -86,11 +86,8 @@ class VideoCombine(io.ComfyNode):
     @classmethod
     def execute(cls, images: torch.Tensor, fps: float, format: str, filename_prefix: str, save_output: bool,
                 audio: dict | None = None) -> io.NodeOutput:
-        if images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(f"VideoCombine: no frames to write (images has shape {tuple(images.shape)}). "
-                             "Check the node that produced the frames.")
         container = FORMATS[format]
-        frames = images_to_uint8(images[..., :3])
+        frames = rgb_images_to_uint8(images[..., :3], "images")  # an alpha channel is dropped
         track = audio_track(audio) if audio is not None else None
         path, subfolder, folder_type = output_file(filename_prefix, save_output, frames.shape[2], frames.shape[1],
                                                    f".{container}")

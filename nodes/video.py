@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -11,11 +12,10 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
-from ..models.cache import file_identity
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
 from . import types as apk
-from .common import (PRECISIONS, ModelBuilder, cached_models, check_interrupt, folder_choices, images_to_uint8,
-                     model_choices, progress_bar, resolve_dtype, resolve_models, torch_device)
+from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, model_choices, progress_bar,
+                     resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
 
 WEIGHT_FILES = [".pth", ".safetensors"]
 # single-file VAEs from ComfyUI's own models/vae folder are listed with this prefix
@@ -32,23 +32,13 @@ class VideoModelsHandle:
     dtype: torch.dtype
 
 
-class CachedVideoModels:
-    """The networks a node needs, from the shared model cache, put on the compute device together."""
-
-    def __init__(self, handle: VideoModelsHandle, parts: tuple[str, ...]) -> None:
-        files, dtype = handle.files, handle.dtype
-
-        def entry(part: str) -> tuple[tuple, ModelBuilder]:
-            key = ("apk_lmk2video", part, tuple(file_identity(p) for p in files.files_of(part)),
-                   files.pose_guider_heads, files.pose_guider_head_dim, dtype, str(torch_device()))
-            return key, lambda: files.load(part, dtype)
-
-        self._modules = cached_models({part: entry(part) for part in parts})
-
-    def __getattr__(self, part: str) -> torch.nn.Module:
-        if part == "_modules" or part not in self._modules:
-            raise AttributeError(part)
-        return self._modules[part]
+def cached_video_models(handle: VideoModelsHandle, *parts: str) -> SimpleNamespace:
+    """The networks a node needs (as attributes), from the shared model cache, put on the compute device together."""
+    files, dtype = handle.files, handle.dtype
+    device = str(torch_device())
+    entries = {part: (("apk_lmk2video", files.cache_key(part), dtype, device),
+                      lambda part=part: files.load(part, dtype)) for part in parts}
+    return SimpleNamespace(**cached_models(entries))
 
 
 def _vae_choices() -> list[str]:
@@ -146,11 +136,8 @@ class ReferenceNetEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, image, width, height) -> io.NodeOutput:
-        if image.ndim != 4 or image.shape[0] == 0 or image.shape[-1] != 3:
-            raise ValueError("AniPortrait: input 'image' must be an RGB IMAGE [B, H, W, 3] with at least one image, "
-                             f"got shape {list(image.shape)}.")
-        portrait = images_to_uint8(image[:1])[0]
-        encoders = CachedVideoModels(models, ("image_encoder", "vae", "reference_unet"))
+        portrait = rgb_images_to_uint8(image[:1], "image")[0]
+        encoders = cached_video_models(models, "image_encoder", "vae", "reference_unet")
         return io.NodeOutput(encode_reference(encoders, portrait, width, height))
 
 
@@ -193,15 +180,13 @@ class Lmk2VideoSampler(io.ComfyNode):
     @classmethod
     def execute(cls, models, reference: EncodedReference, pose_images, steps, cfg, seed, context_frames,
                 context_overlap, window_blend, loop) -> io.NodeOutput:
-        if pose_images.ndim != 4 or pose_images.shape[0] == 0 or pose_images.shape[-1] != 3:
-            raise ValueError("AniPortrait: input 'pose_images' must be an RGB IMAGE batch [F, H, W, 3] with at least "
-                             f"one frame, got shape {list(pose_images.shape)}.")
+        # checked before the networks load (the sampler checks it too, but only after loading them)
         if context_overlap >= context_frames:
             raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
-                             f"({context_frames}).")
+                             f"({context_frames}); lower context_overlap or raise context_frames.")
         # IMAGE is display RGB; the networks were trained on the drawing's raw channel order (reversed)
-        raw_pose = np.ascontiguousarray(images_to_uint8(pose_images)[..., ::-1])
-        networks = CachedVideoModels(models, ("denoising_unet", "pose_guider", "vae"))
+        raw_pose = np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
+        networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae")
         frames = generate(networks, reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
                           context_frames=context_frames, context_overlap=context_overlap,
                           window_blend=BLEND_CHOICES[window_blend], closed_loop=LOOP_CHOICES[loop],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,14 +36,27 @@ class CliError(Exception):
 
 
 class ComfyUIServer(ComfyServer):
-    """The tests' headless server, started with a given python and ComfyUI folder."""
+    """The tests' headless server, started with a given python and ComfyUI folder, on the GPU unless ``cpu``."""
 
-    def __init__(self, python: Path, comfyui: Path, **kwargs):
+    def __init__(self, python: Path, comfyui: Path, cpu: bool, **kwargs):
         super().__init__(comfyui.parent, **kwargs)
-        self.python, self.main = python, comfyui / "main.py"
+        self.python, self.main, self.cpu = python, comfyui / "main.py", cpu
 
     def command(self) -> list[str]:
-        return [str(self.python), str(self.main), *super().command()[2:]]
+        # the harness's options follow its python and main.py; they always include --cpu (the tests have no GPU)
+        options = super().command()[2:]
+        return [str(self.python), str(self.main), *(option for option in options if self.cpu or option != "--cpu")]
+
+
+def gpu_available(python: Path) -> bool:
+    """Whether the torch of ComfyUI's python sees a GPU (ComfyUI does not start on a CPU-only torch without --cpu)."""
+    probe = ("import torch; print(torch.cuda.is_available() or torch.backends.mps.is_available()"
+             " or (hasattr(torch, 'xpu') and torch.xpu.is_available()))")
+    try:
+        answer = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return False  # ComfyUI's own start then reports what is wrong with this python
+    return answer.stdout.strip().endswith("True")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(VALUE is JSON, or a plain string); repeatable")
     parser.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the video")
     parser.add_argument("--keep-temp", action="store_true", help="keep the server's base folder (log, outputs)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when there is a GPU")
     return parser.parse_args(argv)
 
 
@@ -123,9 +138,10 @@ def build_prompt(args: argparse.Namespace, object_info: dict, uploaded: dict[str
 
 
 def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir: Path) -> Path:
-    server = ComfyUIServer(args.python, args.comfyui, packs=[(PACK_FOLDER_NAME, PACK_DIR)],
+    cpu = args.cpu or not gpu_available(args.python)
+    server = ComfyUIServer(args.python, args.comfyui, cpu, packs=[(PACK_FOLDER_NAME, PACK_DIR)],
                            model_folders={"aniportrait": args.models}, base_dir=base_dir)
-    print(f"starting ComfyUI ({args.comfyui}) ...", flush=True)
+    print(f"starting ComfyUI ({args.comfyui}, on the {'CPU' if cpu else 'GPU'}) ...", flush=True)
     with server:
         client = ComfyClient(server.url, timeout=120)
         if "APK_VideoCombine" not in client.object_info():

@@ -3,11 +3,13 @@ weights, and clear messages for missing models and bad arguments."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from models.video_io import read_audio_track, read_video_frames
+from scripts.animate import ComfyUIServer, gpu_available
 from tests.workflow_inputs import SIZE, make_inputs, speech_frames, tiny_settings
 
 pytestmark = pytest.mark.server
@@ -66,3 +68,14 @@ def test_bad_arguments_are_explained_before_anything_starts(tmp_path, comfy_root
     assert result.returncode != 0
     assert message in result.stderr
     assert "starting ComfyUI" not in result.stdout
+
+
+def test_comfyui_is_asked_for_the_cpu_only_without_a_gpu(tmp_path):
+    def command(cpu: bool) -> list[str]:
+        server = ComfyUIServer(Path(sys.executable), tmp_path / "ComfyUI", cpu, base_dir=tmp_path / "base")
+        return server.command()
+
+    assert command(cpu=True).count("--cpu") == 1
+    assert "--cpu" not in command(cpu=False)
+    assert command(cpu=False)[:2] == [sys.executable, str(tmp_path / "ComfyUI" / "main.py")]
+    assert gpu_available(tmp_path / "no-python") is False

@@ -2,6 +2,7 @@
 determinism, batching equivalences, the window options, bad inputs, interrupts and long videos."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib.util
 import logging
@@ -108,6 +109,7 @@ def test_decoding_several_frames_per_call_matches_frame_by_frame(models):
     assert per_frame.shape == (5, SIZE, SIZE, 3)
     for batch in (2, 5):
         assert (decode_latents(models.vae, latents, frames_per_call=batch) - per_frame).abs().max() < 1e-5
+    assert torch.equal(decode_latents(models.vae, latents, frames_per_call=0), per_frame)  # at least one per call
 
 
 def test_pose_features_recomputed_or_cached_give_the_same_video(models, reference, poses, short_video):
@@ -221,6 +223,15 @@ def test_long_video_runs_through_all_windows(models, reference, poses):
 
 
 # --- weight layouts ----------------------------------------------------------------------------------------------
+
+def test_only_the_pose_guider_depends_on_its_head_settings(golden_dir):
+    files = tiny_video_files(golden_dir)
+    other_heads = dataclasses.replace(files, pose_guider_heads=files.pose_guider_heads + 1)
+    assert other_heads.cache_key("pose_guider") != files.cache_key("pose_guider")
+    for part in ("image_encoder", "vae", "reference_unet", "denoising_unet"):
+        assert other_heads.cache_key(part) == files.cache_key(part)
+    assert files.cache_key("vae") != files.cache_key("image_encoder")
+
 
 def _comfy_diffusers_convert(comfy_root):
     """ComfyUI's own diffusers -> LDM VAE key conversion: an independent reference for ours."""

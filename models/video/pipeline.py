@@ -6,14 +6,14 @@ Two stages, so a reference can be encoded once and animated many times:
 * ``generate``: seeded noise, DDIM over fixed context windows with CFG, VAE decode.
 
 Faithful by default (closed-loop windows, the original's seeded CPU noise, per-window PoseGuider statistics,
-the reference bank rounded through float16); two documented
-departures are options: ``window_blend`` (the original sums overlapping windows when guidance <= 1, spec B6 — we
-average unless asked for the original) and ``closed_loop`` (spec B9).
+the reference bank rounded through float16); two documented departures are options: ``window_blend`` (the original
+sums overlapping windows when guidance <= 1, spec B6 — we average unless asked for the original) and
+``closed_loop`` (spec B9).
 
 Memory: nothing grows with the video length except the latents and their accumulators. Pose images stay on the
 host as uint8 and go to the device one window at a time; PoseGuider features are cached per window only while the
-cache fits the memory budget; several windows share one UNet call (batch = windows × CFG rows) when they fit; the
-decoded frames go to the host batch by batch.
+cache fits the memory budget; several windows share one UNet call (batch = windows × CFG rows) when they fit
+(``memory_plan``); the decoded frames go to the host batch by batch.
 """
 from __future__ import annotations
 
@@ -21,17 +21,19 @@ import logging
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Protocol
 
 import cv2
 import numpy as np
-import psutil
 import torch
 
+from ..cache import file_identity
 from ..progress import InterruptCheck, ProgressFn
 from .clip_encoder import encode_image, load_image_encoder
 from .context import context_windows, frame_coverage
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
+from .memory_plan import decode_frames_per_call, free_device_memory, unet_windows_per_call
 from .reference_unet import round_bank_like_original
 from .scheduler import DDIMSampler
 from .vae import VAE_SCALE_FACTOR, decode_latents, encode_latent, load_vae, vae_pixel_values
@@ -40,16 +42,9 @@ log = logging.getLogger("aniportrait")
 
 WINDOW_BLENDS = ("average", "sum (original, guidance<=1)")
 
-# Working-memory estimates that only decide batch sizes: UNet bytes per latent element (frame x latent pixel x batch
-# row) and VAE-decode bytes per output pixel, each per byte of the dtype. Measured peaks at 256x256 (CPU, float32):
-# about 9,700 and 1,000-1,350; bench/bench_video.py reports the measured values next to these.
-UNET_BYTES_PER_LATENT_ELEMENT = 12_000
-DECODE_BYTES_PER_PIXEL = 1_500
-MEMORY_HEADROOM = 0.7  # the fraction of the free memory a plan may use
-
 
 class VideoModels(Protocol):
-    """The five networks (modules on one device, one dtype). Attributes may be fetched lazily by the caller."""
+    """The networks (modules on one device, one dtype), as attributes; each stage reads only the ones it uses."""
 
     image_encoder: torch.nn.Module
     vae: torch.nn.Module
@@ -72,12 +67,15 @@ class VideoModelFiles:
     pose_guider_heads: int = 16      # the PoseGuider's inner transformers: hard-coded 16 x 88 in the original
     pose_guider_head_dim: int = 88
 
-    def files_of(self, part: str) -> tuple[Path, ...]:
-        """The files ``part`` is built from (for cache keys)."""
-        return {"image_encoder": (self.image_encoder,), "vae": (self.vae,),
-                "reference_unet": (self.unet_config, self.reference_unet),
-                "denoising_unet": (self.unet_config, self.denoising_unet, self.motion_module),
-                "pose_guider": (self.pose_guider,)}[part]
+    def cache_key(self, part: str) -> tuple:
+        """What ``load(part, ...)`` depends on: the identities of the files ``part`` is built from, plus the head
+        settings for the PoseGuider (only there, so changing them does not load the other networks again)."""
+        files = {"image_encoder": (self.image_encoder,), "vae": (self.vae,),
+                 "reference_unet": (self.unet_config, self.reference_unet),
+                 "denoising_unet": (self.unet_config, self.denoising_unet, self.motion_module),
+                 "pose_guider": (self.pose_guider,)}[part]
+        settings = (self.pose_guider_heads, self.pose_guider_head_dim) if part == "pose_guider" else ()
+        return (part, *(file_identity(path) for path in files), *settings)
 
     def load(self, part: str, dtype: torch.dtype) -> torch.nn.Module:
         """Build one network on the CPU in ``dtype``, in eval mode (the PoseGuider keeps batch statistics)."""
@@ -90,27 +88,17 @@ class VideoModelFiles:
         if part == "denoising_unet":
             return load_denoising_unet(self.unet_config, self.denoising_unet, self.motion_module, dtype)
         if part == "pose_guider":
-            return load_pose_guider(self.pose_guider, dtype, self.pose_guider_heads,
-                                            self.pose_guider_head_dim)
+            return load_pose_guider(self.pose_guider, dtype, self.pose_guider_heads, self.pose_guider_head_dim)
         raise ValueError(f"unknown video model part {part!r}")
 
 
 VIDEO_MODEL_PARTS = ("image_encoder", "vae", "reference_unet", "denoising_unet", "pose_guider")
 
 
-@dataclass
-class LoadedVideoModels:
-    image_encoder: torch.nn.Module
-    vae: torch.nn.Module
-    reference_unet: torch.nn.Module
-    denoising_unet: torch.nn.Module
-    pose_guider: torch.nn.Module
-
-
 def load_video_models(files: VideoModelFiles, dtype: torch.dtype = torch.float32,
-                      device: torch.device | str = "cpu") -> LoadedVideoModels:
+                      device: torch.device | str = "cpu") -> VideoModels:
     """All five networks on ``device`` (outside ComfyUI: tests, benchmarks, scripts)."""
-    return LoadedVideoModels(**{part: files.load(part, dtype).to(device) for part in VIDEO_MODEL_PARTS})
+    return SimpleNamespace(**{part: files.load(part, dtype).to(device) for part in VIDEO_MODEL_PARTS})
 
 
 @dataclass
@@ -183,20 +171,6 @@ def initial_noise(seed: int, num_frames: int, width: int, height: int, dtype: to
     return torch.randn(shape, generator=generator, dtype=dtype)
 
 
-def free_device_memory(device: torch.device) -> int:
-    """Bytes a plan may use now: free CUDA memory, or available host memory for the CPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # reusable by torch
-        return int((free + cached) * MEMORY_HEADROOM)
-    return int(psutil.virtual_memory().available * MEMORY_HEADROOM)
-
-
-def decode_frames_per_call(width: int, height: int, dtype: torch.dtype, budget: int) -> int:
-    per_frame = DECODE_BYTES_PER_PIXEL * width * height * dtype.itemsize
-    return max(1, budget // per_frame)
-
-
 class _PoseFeatures:
     """PoseGuider features per window. BatchNorm uses each window's own batch statistics (spec §7.4), so a window
     is always run alone; results are cached when all windows fit ``cache_budget`` bytes, else recomputed."""
@@ -265,16 +239,6 @@ class _WindowBatches:
         return torch.cat([batch] * self.rows).contiguous()
 
 
-def unet_windows_per_call(window_frames: int, width: int, height: int, guided: bool, dtype: torch.dtype,
-                          budget: int, num_windows: int) -> int:
-    """How many context windows one UNet call takes: as many as fit half of ``budget`` bytes (the other half is
-    for cached PoseGuider features and decoding), at least one."""
-    rows = 2 if guided else 1
-    latent_elements = window_frames * (height // VAE_SCALE_FACTOR) * (width // VAE_SCALE_FACTOR) * rows
-    per_window = UNET_BYTES_PER_LATENT_ELEMENT * latent_elements * dtype.itemsize
-    return max(1, min(num_windows, budget // 2 // per_window))
-
-
 @dataclass
 class _Sampling:
     """The fixed settings of one generation."""
@@ -333,8 +297,9 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
         latents = _denoise(unet, pose_guider, reference, pose_images, latents.to(device), scheduler, sampling,
                            progress, check_interrupt, on_step)
         if decode_batch is None:
-            decode_batch = decode_frames_per_call(width, height, dtype, free_device_memory(device)
-                                                  if memory_budget is None else memory_budget)
+            # measured again: the denoising work tensors are gone now
+            decode_budget = free_device_memory(device) if memory_budget is None else memory_budget
+            decode_batch = decode_frames_per_call(width, height, dtype, decode_budget)
         return decode_latents(vae, latents, decode_batch, check_interrupt)
     except BaseException as error:
         # an interrupt or error must not keep the work tensors alive through the frames of its traceback
@@ -353,9 +318,9 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
     """The DDIM loop over all steps and windows (spec §10.4); returns the final latents."""
     device, dtype = latents.device, latents.dtype
     windows = sampling.windows
-    rows = 2 if sampling.guided else 1
     batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided,
                              sampling.windows_per_call, device)
+    rows = batches.rows
     pose_features = _PoseFeatures(pose_guider, pose_images, windows, device, dtype, sampling.pose_cache_budget)
     bank = {name: value.to(device=device, dtype=dtype) for name, value in reference.bank.items()}
     counter = torch.tensor(frame_coverage(windows, latents.shape[2]), dtype=dtype, device=device).view(1, 1, -1, 1, 1)

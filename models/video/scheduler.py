@@ -16,9 +16,9 @@ import torch
 @dataclass(frozen=True)
 class DDIMConfig:
     num_train_timesteps: int = 1000
+    # betas spaced "linear" although training used "scaled_linear": the released inference config says linear (B7)
     beta_start: float = 0.00085
     beta_end: float = 0.012
-    # "linear" although training used "scaled_linear": the released inference config says linear (spec B7)
     rescale_betas_zero_snr: bool = True
 
 

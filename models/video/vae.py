@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..checkpoint import build_uninitialised, load_weights, read_state_dict
 from ..files import with_safetensors_variant
+from ..progress import InterruptCheck
 
 LATENT_SCALE = 0.18215
 VAE_SCALE_FACTOR = 8
@@ -109,7 +110,9 @@ def _weights_and_config(path: Path) -> tuple[Path, dict]:
                                     "diffusion_pytorch_model.safetensors (or .bin), as in stabilityai/sd-vae-ft-mse.")
         return weights, json.loads(config_path.read_text())
     if not path.is_file():
-        raise FileNotFoundError(f"VAE weights not found: {path}")
+        raise FileNotFoundError(f"VAE weights not found: {path}. Pick an existing VAE (a diffusers folder such as "
+                                "sd-vae-ft-mse, or a single weights file), or download AniPortrait's models with "
+                                "scripts/download_models.py.")
     return path, SD_VAE_FT_MSE_CONFIG
 
 
@@ -148,7 +151,7 @@ def encode_latent(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int = 1,
-                   check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
+                   check_interrupt: InterruptCheck | None = None) -> torch.Tensor:
     """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time.
 
     Each batch goes to the CPU as soon as it is decoded, so device memory holds one batch of images at most.
@@ -156,10 +159,11 @@ def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call:
     if latents.ndim != 5 or latents.shape[0] != 1:
         raise ValueError(f"expected latents (1, 4, F, h, w), got {tuple(latents.shape)}")
     num_frames = latents.shape[2]
+    frames_per_call = max(1, frames_per_call)
     frames = (1 / LATENT_SCALE * latents)[0].transpose(0, 1).contiguous()  # (F, 4, h, w)
     height, width = latents.shape[3] * VAE_SCALE_FACTOR, latents.shape[4] * VAE_SCALE_FACTOR
     video = torch.empty((num_frames, height, width, 3), dtype=torch.float32)
-    for start in range(0, num_frames, max(1, frames_per_call)):
+    for start in range(0, num_frames, frames_per_call):
         if check_interrupt:
             check_interrupt()
         images = vae.decode(frames[start:start + frames_per_call]).sample

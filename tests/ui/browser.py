@@ -90,9 +90,6 @@ class UiBrowser:
         self.request("screenshot", path=str(path))
         return path
 
-    def press(self, key: str) -> None:
-        self.request("press", key=key)
-
     def reload(self) -> None:
         self.request("reload")
 

@@ -5,7 +5,6 @@
 // Protocol: one JSON request per stdin line, one JSON answer per stdout line, in order.
 //   {"op": "eval", "body": "<async function body>", "arg": <json>}  -> {"ok": true, "value": <json>}
 //   {"op": "screenshot", "path": "<file.png>"}                      -> {"ok": true}
-//   {"op": "press", "key": "Escape"}                                 -> {"ok": true}
 //   {"op": "reload"}                                                 -> {"ok": true}  (waits until the app is ready)
 //   {"op": "logs"}   -> {"ok": true, "value": {"console": [...], "blocked": [...]}}  (since the last "logs")
 // Every failure answers {"ok": false, "error": "..."}. The page never leaves loopback: any other request
@@ -46,7 +45,6 @@ async function main() {
       ({ source, value }) => new Function("arg", `return (async () => { ${source} })();`)(value),
       { source: body, value: arg ?? null }),
     screenshot: async ({ path }) => { await page.screenshot({ path }); return null; },
-    press: async ({ key }) => { await page.keyboard.press(key); return null; },
     reload: async () => { await waitForApp(page); return null; },
     logs: async () => {
       const value = { console: consoleLines, blocked };
