@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.harness.client import ComfyClient
@@ -31,6 +32,23 @@ def golden_dir() -> Path:
 @pytest.fixture(scope="session")
 def assets_dir() -> Path:
     return ASSETS
+
+
+def _golden_case(golden_dir: Path, file_name: str) -> dict[str, np.ndarray]:
+    with np.load(golden_dir / "cases" / file_name) as case:
+        return {name: case[name] for name in case.files}
+
+
+@pytest.fixture(scope="session")
+def mesh_case(golden_dir) -> dict[str, np.ndarray]:
+    """Golden case c: the reference's MediaPipe results, projection and pose images."""
+    return _golden_case(golden_dir, "c_mesh_projection.npz")
+
+
+@pytest.fixture(scope="session")
+def reenactment_case(golden_dir) -> dict[str, np.ndarray]:
+    """Golden case j: driving frames with their per-frame MediaPipe results and the retarget path."""
+    return _golden_case(golden_dir, "j_reenactment.npz")
 
 
 @pytest.fixture(scope="session")

@@ -24,16 +24,6 @@ def metadata(assets_dir):
     return read_geometry_metadata(assets_dir / "face_landmarker_v2_with_blendshapes.task")
 
 
-@pytest.fixture(scope="module")
-def mesh_case(golden_dir):
-    return np.load(golden_dir / "cases" / "c_mesh_projection.npz")
-
-
-@pytest.fixture(scope="module")
-def reenactment_case(golden_dir):
-    return np.load(golden_dir / "cases" / "j_reenactment.npz")
-
-
 def test_metadata_is_the_canonical_face_model(metadata, mesh_case):
     vertices = metadata.canonical_vertices
     assert vertices.shape == (468, 3)

@@ -18,16 +18,6 @@ from models.face.retarget import resample_to_fps, retarget_face, retarget_motion
 from models.smoothing import smooth_pose_seq
 
 
-@pytest.fixture(scope="module")
-def mesh_case(golden_dir):
-    return np.load(golden_dir / "cases" / "c_mesh_projection.npz")
-
-
-@pytest.fixture(scope="module")
-def reenactment_case(golden_dir):
-    case = np.load(golden_dir / "cases" / "j_reenactment.npz")
-    return {name: case[name] for name in case.files if name.startswith(("src_", "ref_"))}
-
 
 def _reference(case, width: int = 128, height: int = 128) -> FaceAnalysis:
     return FaceAnalysis(lmks=case["ref_lmks"], lmks3d=case["ref_lmks3d"], trans_mat=case["ref_trans_mat"],

@@ -36,16 +36,6 @@ def landmarker(assets_dir):
         yield instance
 
 
-@pytest.fixture(scope="module")
-def mesh_case(golden_dir):
-    return np.load(golden_dir / "cases" / "c_mesh_projection.npz")
-
-
-@pytest.fixture(scope="module")
-def driving(golden_dir):
-    case = np.load(golden_dir / "cases" / "j_reenactment.npz")
-    return {name: case[name] for name in ("driving_frames", "src_lmks", "src_lmks3d", "src_trans_mat", "src_bs")}
-
 
 def _assert_matches(face: FaceAnalysis, lmks, lmks3d, trans_mat, blendshapes, label: str) -> None:
     np.testing.assert_allclose(face.lmks, lmks, rtol=0, atol=LMKS_ATOL, err_msg=label)
@@ -65,19 +55,19 @@ def test_reference_analysis_matches_golden(landmarker, mesh_case):
     np.testing.assert_allclose(face.trans_mat, mediapipe_matrix, rtol=0, atol=SAME_LANDMARKS_ATOL)
 
 
-def test_driving_frames_match_golden(landmarker, driving):
-    for i, frame in enumerate(driving["driving_frames"]):
+def test_driving_frames_match_golden(landmarker, reenactment_case):
+    for i, frame in enumerate(reenactment_case["driving_frames"]):
         face = landmarker.analyse(frame)
         assert face is not None, f"frame {i}"
-        _assert_matches(face, driving["src_lmks"][i], driving["src_lmks3d"][i], driving["src_trans_mat"][i],
-                        driving["src_bs"][i], f"frame {i}")
+        _assert_matches(face, reenactment_case["src_lmks"][i], reenactment_case["src_lmks3d"][i], reenactment_case["src_trans_mat"][i],
+                        reenactment_case["src_bs"][i], f"frame {i}")
 
 
-def test_mesh_and_pose_reproduce_the_landmarks(landmarker, driving):
+def test_mesh_and_pose_reproduce_the_landmarks(landmarker, reenactment_case):
     """AniPortrait's projection of trans_mat · lmks3d lands on MediaPipe's landmarks (spec Appendix A)."""
     from models.face.projection import project_points_with_trans
 
-    frame = cv2.resize(driving["driving_frames"][3], (256, 192), interpolation=cv2.INTER_LINEAR)  # not square
+    frame = cv2.resize(reenactment_case["driving_frames"][3], (256, 192), interpolation=cv2.INTER_LINEAR)  # not square
     face = landmarker.analyse(frame)
     projected = project_points_with_trans(face.lmks3d[None], face.trans_mat[None], 256, 192)[0]
     assert np.abs(projected - face.lmks[:468, :2] * (256, 192)).max() < 0.05
@@ -216,8 +206,8 @@ def _rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
     return float((ra.inv() * rb).magnitude())
 
 
-def test_track_fills_frames_without_a_face(landmarker, driving, caplog):
-    frames = driving["driving_frames"][:10].copy()
+def test_track_fills_frames_without_a_face(landmarker, reenactment_case, caplog):
+    frames = reenactment_case["driving_frames"][:10].copy()
     blank = [0, 1, 5, 6, 9]
     frames[blank] = 0
     calls = []
@@ -255,7 +245,7 @@ def test_track_without_any_face_is_an_error(landmarker):
         track_faces(np.zeros((3, 64, 64, 3), dtype=np.uint8), landmarker, fps=30.0)
 
 
-def test_track_stops_when_interrupted(landmarker, driving):
+def test_track_stops_when_interrupted(landmarker, reenactment_case):
     class Cancelled(Exception):
         pass
 
@@ -267,7 +257,7 @@ def test_track_stops_when_interrupted(landmarker, driving):
         seen.append(1)
 
     with pytest.raises(Cancelled):
-        track_faces(driving["driving_frames"][:5], landmarker, fps=30.0, check_interrupt=check_interrupt)
+        track_faces(reenactment_case["driving_frames"][:5], landmarker, fps=30.0, check_interrupt=check_interrupt)
 
 
 def test_fill_is_exact_on_synthetic_faces():
