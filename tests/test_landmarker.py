@@ -59,8 +59,9 @@ def test_driving_frames_match_golden(landmarker, reenactment_case):
     for i, frame in enumerate(reenactment_case["driving_frames"]):
         face = landmarker.analyse(frame)
         assert face is not None, f"frame {i}"
-        _assert_matches(face, reenactment_case["src_lmks"][i], reenactment_case["src_lmks3d"][i], reenactment_case["src_trans_mat"][i],
-                        reenactment_case["src_bs"][i], f"frame {i}")
+        case = reenactment_case
+        _assert_matches(face, case["src_lmks"][i], case["src_lmks3d"][i], case["src_trans_mat"][i], case["src_bs"][i],
+                        f"frame {i}")
 
 
 def test_mesh_and_pose_reproduce_the_landmarks(landmarker, reenactment_case):
