@@ -12,6 +12,7 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
+from ..models.video.config import Lmk2VideoConfig, PoseGuiderConfig
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
 from . import types as apk
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, model_choices, progress_bar,
@@ -110,7 +111,7 @@ class LoadLmk2VideoModels(io.ComfyNode):
             unet_config=paths["sd15_unet_config"],
             vae=_comfy_vae_file(vae) if single_file_vae else paths["vae"],
             image_encoder=paths["image_encoder"],
-            pose_guider_heads=pose_guider_heads, pose_guider_head_dim=pose_guider_head_dim)
+            config=Lmk2VideoConfig(pose_guider=PoseGuiderConfig(pose_guider_heads, pose_guider_head_dim)))
         return io.NodeOutput(VideoModelsHandle(files, resolve_dtype(precision)))
 
 
@@ -190,7 +191,8 @@ class Lmk2VideoSampler(io.ComfyNode):
         frames = generate(networks, reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
                           context_frames=context_frames, context_overlap=context_overlap,
                           window_blend=BLEND_CHOICES[window_blend], closed_loop=LOOP_CHOICES[loop],
-                          progress=progress_bar(steps), check_interrupt=check_interrupt)
+                          progress=progress_bar(steps), check_interrupt=check_interrupt,
+                          scheduler_config=models.files.config.scheduler)
         return io.NodeOutput(frames.to(mm.intermediate_device()))
 
 

@@ -89,7 +89,7 @@ def test_same_inputs_and_seed_give_the_same_video(models, reference, poses, shor
 
 
 def test_seed_is_the_noise_seed(models, reference, poses, short_video):
-    injected = generate(models, reference, poses[:12], init_latents=initial_noise(7, 12, SIZE, SIZE, torch.float32),
+    injected = generate(models, reference, poses[:12], init_latents=initial_noise(7, 12, SIZE, SIZE, torch.float32, 4),
                         **SHORT)
     assert torch.equal(injected, short_video)
     other_seed = generate(models, reference, poses[:12], seed=8, **SHORT)
@@ -224,12 +224,17 @@ def test_long_video_runs_through_all_windows(models, reference, poses):
 
 # --- weight layouts ----------------------------------------------------------------------------------------------
 
-def test_only_the_pose_guider_depends_on_its_head_settings(golden_dir):
+def test_each_network_depends_only_on_its_own_config_settings(golden_dir):
     files = tiny_video_files(golden_dir)
-    other_heads = dataclasses.replace(files, pose_guider_heads=files.pose_guider_heads + 1)
-    assert other_heads.cache_key("pose_guider") != files.cache_key("pose_guider")
-    for part in ("image_encoder", "vae", "reference_unet", "denoising_unet"):
-        assert other_heads.cache_key(part) == files.cache_key(part)
+    config = files.config
+    guider = dataclasses.replace(config.pose_guider, heads=config.pose_guider.heads + 1)
+    motion = dataclasses.replace(config.unet.motion_module, num_attention_heads=1)
+    changed = {"pose_guider": dataclasses.replace(config, pose_guider=guider),
+               "denoising_unet": dataclasses.replace(config, unet=dataclasses.replace(config.unet, motion_module=motion))}
+    for changed_part, other_config in changed.items():
+        other = dataclasses.replace(files, config=other_config)
+        for part in ("image_encoder", "vae", "reference_unet", "denoising_unet", "pose_guider"):
+            assert (other.cache_key(part) != files.cache_key(part)) == (part == changed_part), part
     assert files.cache_key("vae") != files.cache_key("image_encoder")
 
 

@@ -12,9 +12,11 @@ import torch
 from models.checkpoint import CheckpointMismatchError, read_state_dict
 from models.video.loading import (build_pose_guider, load_denoising_unet, load_pose_guider, load_reference_unet,
                                   read_unet_config)
+from models.video.config import PoseGuiderConfig
 from models.video.reference_unet import round_bank_like_original
 from tests.golden import cases_unet
 from tests.golden.runner import run_cases
+from tests.golden.tiny import tiny_lmk2video_config
 
 FRAMES, LATENT_SIZE, POSE_SIZE = 4, 8, 64
 
@@ -31,15 +33,15 @@ def unet_config(tiny: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pose_guider(tiny: Path):
-    return cases_unet.load_tiny_pose_guider(tiny)
+def pose_guider(golden_dir: Path):
+    return cases_unet.load_tiny_pose_guider(golden_dir)
 
 
 @pytest.fixture(scope="module")
-def models(tiny: Path, unet_config: Path, pose_guider):
+def models(golden_dir: Path, tiny: Path, unet_config: Path, pose_guider):
     reference = load_reference_unet(unet_config, tiny / "reference_unet.pth", torch.float32)
     denoising = load_denoising_unet(unet_config, tiny / "denoising_unet.pth", tiny / "motion_module.pth",
-                                    torch.float32)
+                                    torch.float32, tiny_lmk2video_config(golden_dir).unet)
     return reference, denoising, pose_guider
 
 
@@ -220,7 +222,7 @@ def test_pose_guider_uses_batch_statistics_in_any_mode(pose_guider):
 
 
 def test_pose_guider_feature_shapes_round_up_like_the_unet():
-    guider = build_pose_guider(32, num_heads=2, head_dim=8)
+    guider = build_pose_guider(32, PoseGuiderConfig(heads=2, head_dim=8))
     with torch.inference_mode():
         features = guider(torch.zeros(1, 3, 2, 72, 88))
     assert [tuple(f.shape) for f in features] == [(1, 32, 2, 9, 11), (1, 32, 2, 5, 6), (1, 64, 2, 3, 3),

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointMismatchError, build_uninitialised, load_weights, read_state_dict
+from .config import PoseGuiderConfig, UNet3DConfig
 from .pose_guider import PoseGuider
 from .reference_unet import ReferenceUNet
 from .unet3d import UNet3DConditionModel
@@ -49,28 +50,31 @@ def _finish(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model.to(dtype=dtype).eval().requires_grad_(False)
 
 
-def build_denoising_unet(unet_config: dict, dtype: torch.dtype = torch.float32) -> UNet3DConditionModel:
-    return _finish(UNet3DConditionModel(unet_config_from_dict(unet_config)), dtype)
+def build_denoising_unet(unet_config: dict, dtype: torch.dtype = torch.float32,
+                         settings: UNet3DConfig = UNet3DConfig()) -> UNet3DConditionModel:
+    return _finish(UNet3DConditionModel(unet_config_from_dict(unet_config), settings), dtype)
 
 
 def build_reference_unet(unet_config: dict, dtype: torch.dtype = torch.float32) -> ReferenceUNet:
     return _finish(ReferenceUNet(unet_config_from_dict(unet_config)), dtype)
 
 
-def build_pose_guider(noise_latent_channels: int = 320, num_heads: int = 16, head_dim: int = 88,
-                      dtype: torch.dtype = torch.float32) -> PoseGuider:
-    return _finish(PoseGuider(noise_latent_channels, num_heads, head_dim), dtype)
+def build_pose_guider(noise_latent_channels: int = 320, settings: PoseGuiderConfig = PoseGuiderConfig(),
+                      dtype: torch.dtype = torch.float32, use_ca: bool = True) -> PoseGuider:
+    return _finish(PoseGuider(noise_latent_channels, settings.heads, settings.head_dim, use_ca), dtype)
 
 
 def load_denoising_unet(unet_config_path: Path | str, denoising_unet_path: Path | str,
-                        motion_module_path: Path | str, dtype: torch.dtype) -> UNet3DConditionModel:
-    """UNet3D from denoising_unet.pth (spatial keys) and motion_module.pth (motion-module keys).
+                        motion_module_path: Path | str, dtype: torch.dtype,
+                        settings: UNet3DConfig = UNet3DConfig()) -> UNet3DConditionModel:
+    """UNet3D from denoising_unet.pth (spatial keys) and motion_module.pth (motion-module keys); ``settings`` =
+    the inference config's ``unet_additional_kwargs`` (the motion modules' layout and heads).
 
     As in the original, denoising_unet.pth is applied last, so it wins for keys both files hold. Each file must
     hold its whole part: the error names the file and the keys when not.
     """
     config = read_unet_config(unet_config_path)
-    model = build_uninitialised(lambda: build_denoising_unet(config, dtype))
+    model = build_uninitialised(lambda: build_denoising_unet(config, dtype, settings))
     load_weights(model, read_state_dict(motion_module_path), motion_module_path,
                  "AniPortrait's motion modules (motion_module.pth)",
                  may_be_missing=lambda key: not is_motion_module_key(key))
@@ -89,14 +93,18 @@ def load_reference_unet(unet_config_path: Path | str, reference_unet_path: Path 
     return model
 
 
-def load_pose_guider(path: Path | str, dtype: torch.dtype, num_heads: int = 16, head_dim: int = 88) -> PoseGuider:
-    """PoseGuider from pose_guider.pth; its width (noise_latent_channels) is read from the file."""
+def load_pose_guider(path: Path | str, dtype: torch.dtype, settings: PoseGuiderConfig = PoseGuiderConfig()
+                     ) -> PoseGuider:
+    """PoseGuider from pose_guider.pth. Its width (noise_latent_channels) and whether it has the inner
+    transformers (the original's ``use_ca``) are read from the file; their heads x head width from ``settings``."""
     state = read_state_dict(path)
     projection = state.get("final_proj.weight")
     if projection is None or projection.ndim != 4 or projection.shape[0] % 32:
         raise CheckpointMismatchError(
             f"{path} does not look like AniPortrait's PoseGuider (pose_guider.pth): no usable 'final_proj.weight'. "
             "Check that the right file is selected in this slot, or download it again.")
-    model = build_uninitialised(lambda: build_pose_guider(projection.shape[0], num_heads, head_dim, dtype))
-    load_weights(model, state, path, f"AniPortrait's PoseGuider (pose_guider.pth, {num_heads} heads x {head_dim})")
+    use_ca = any(key.startswith("cross_attn1.") for key in state)
+    model = build_uninitialised(lambda: build_pose_guider(projection.shape[0], settings, dtype, use_ca))
+    load_weights(model, state, path,
+                 f"AniPortrait's PoseGuider (pose_guider.pth, {settings.heads} heads x {settings.head_dim})")
     return model

@@ -31,11 +31,12 @@ import torch
 from ..cache import file_identity
 from ..progress import InterruptCheck, ProgressFn
 from .clip_encoder import encode_image, load_image_encoder
+from .config import RELEASED_CONFIG, Lmk2VideoConfig
 from .context import context_windows, frame_coverage
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
 from .memory_plan import decode_frames_per_call, free_device_memory, unet_windows_per_call
 from .reference_unet import round_bank_like_original
-from .scheduler import DDIMSampler
+from .scheduler import DDIMConfig, DDIMSampler
 from .vae import VAE_SCALE_FACTOR, decode_latents, encode_latent, load_vae, vae_pixel_values
 
 log = logging.getLogger("aniportrait")
@@ -64,17 +65,16 @@ class VideoModelFiles:
     unet_config: Path
     vae: Path              # a diffusers folder or a single weights file
     image_encoder: Path    # a transformers folder
-    pose_guider_heads: int = 16      # the PoseGuider's inner transformers: hard-coded 16 x 88 in the original
-    pose_guider_head_dim: int = 88
+    config: Lmk2VideoConfig = RELEASED_CONFIG  # the inference config's hyper-parameters (motion modules, ...)
 
     def cache_key(self, part: str) -> tuple:
-        """What ``load(part, ...)`` depends on: the identities of the files ``part`` is built from, plus the head
-        settings for the PoseGuider (only there, so changing them does not load the other networks again)."""
+        """What ``load(part, ...)`` depends on: the identities of the files ``part`` is built from, plus the config
+        settings of that part (only its own, so changing one does not load the other networks again)."""
         files = {"image_encoder": (self.image_encoder,), "vae": (self.vae,),
                  "reference_unet": (self.unet_config, self.reference_unet),
                  "denoising_unet": (self.unet_config, self.denoising_unet, self.motion_module),
                  "pose_guider": (self.pose_guider,)}[part]
-        settings = (self.pose_guider_heads, self.pose_guider_head_dim) if part == "pose_guider" else ()
+        settings = {"pose_guider": (self.config.pose_guider,), "denoising_unet": (self.config.unet,)}.get(part, ())
         return (part, *(file_identity(path) for path in files), *settings)
 
     def load(self, part: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -86,9 +86,10 @@ class VideoModelFiles:
         if part == "reference_unet":
             return load_reference_unet(self.unet_config, self.reference_unet, dtype)
         if part == "denoising_unet":
-            return load_denoising_unet(self.unet_config, self.denoising_unet, self.motion_module, dtype)
+            return load_denoising_unet(self.unet_config, self.denoising_unet, self.motion_module, dtype,
+                                       self.config.unet)
         if part == "pose_guider":
-            return load_pose_guider(self.pose_guider, dtype, self.pose_guider_heads, self.pose_guider_head_dim)
+            return load_pose_guider(self.pose_guider, dtype, self.config.pose_guider)
         raise ValueError(f"unknown video model part {part!r}")
 
 
@@ -160,14 +161,16 @@ def prepare_pose_images(pose_images: np.ndarray, width: int, height: int) -> np.
     return np.ascontiguousarray(pose_images)
 
 
-def initial_noise(seed: int, num_frames: int, width: int, height: int, dtype: torch.dtype) -> torch.Tensor:
-    """(1, 4, F, H/8, W/8) on the CPU, drawn in one call from a generator seeded with ``seed`` (spec §10.2 item 4).
+def initial_noise(seed: int, num_frames: int, width: int, height: int, dtype: torch.dtype,
+                  channels: int) -> torch.Tensor:
+    """(1, channels, F, H/8, W/8) on the CPU, drawn in one call from a generator seeded with ``seed`` (spec §10.2
+    item 4); ``channels`` = the denoising UNet's in_channels (4), as the original reads it.
 
     Drawn in the generation dtype as the original's ``randn_tensor`` does: in float16 PyTorch's CPU sampler
     produces different numbers than float32-then-cast, and every frame's noise depends on F.
     """
     generator = torch.Generator().manual_seed(seed)
-    shape = (1, 4, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
+    shape = (1, channels, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
     return torch.randn(shape, generator=generator, dtype=dtype)
 
 
@@ -259,12 +262,14 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
              windows_per_call: int | None = None, decode_batch: int | None = None,
              memory_budget: int | None = None, progress: ProgressFn | None = None,
              check_interrupt: InterruptCheck | None = None,
-             on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+             on_step: Callable[[int, torch.Tensor], None] | None = None,
+             scheduler_config: DDIMConfig = RELEASED_CONFIG.scheduler) -> torch.Tensor:
     """Animate ``reference`` along ``pose_images`` (uint8 (F, H, W, 3) in the RAW drawing channel order).
 
     Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU. ``guidance`` <= 1 runs without CFG (as the
     original). ``windows_per_call`` / ``decode_batch`` / ``memory_budget`` (bytes) default to a plan from the free
     device memory. ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them).
+    ``scheduler_config``: the inference config's noise_scheduler_kwargs (``VideoModelFiles.config.scheduler``).
     """
     if window_blend not in WINDOW_BLENDS:
         raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {window_blend!r}.")
@@ -274,11 +279,11 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
     device, dtype = _device_and_dtype(unet)
-    latent_h, latent_w = height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR
+    latent_shape = (1, unet.config.in_channels, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
     if init_latents is None:
-        latents = initial_noise(seed, num_frames, width, height, dtype)
-    elif tuple(init_latents.shape) != (1, 4, num_frames, latent_h, latent_w):
-        raise ValueError(f"init_latents must have shape {(1, 4, num_frames, latent_h, latent_w)}, "
+        latents = initial_noise(seed, num_frames, width, height, dtype, unet.config.in_channels)
+    elif tuple(init_latents.shape) != latent_shape:
+        raise ValueError(f"init_latents must have shape {latent_shape}, "
                          f"got {tuple(init_latents.shape)}.")
     else:
         latents = init_latents.to(dtype)
@@ -287,7 +292,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     budget = free_device_memory(device) if memory_budget is None else memory_budget
     if windows_per_call is None:
         windows_per_call = unet_windows_per_call(len(windows[0]), width, height, guided, dtype, budget, len(windows))
-    scheduler = DDIMSampler()
+    scheduler = DDIMSampler(scheduler_config)
     sampling = _Sampling(timesteps=scheduler.set_timesteps(steps).tolist(), guidance=guidance, guided=guided,
                          average=window_blend == "average" or guided, windows=windows,
                          windows_per_call=windows_per_call, pose_cache_budget=budget // 4)

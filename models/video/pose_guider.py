@@ -33,8 +33,9 @@ def _conv_norm_relu(in_channels: int, out_channels: int, kernel: int = 3, stride
 
 
 class PoseGuider(nn.Module):
-    def __init__(self, noise_latent_channels: int = 320, num_heads: int = 16, head_dim: int = 88):
-        """``num_heads`` x ``head_dim``: width of the inner transformers (16 x 88 in the released model)."""
+    def __init__(self, noise_latent_channels: int = 320, num_heads: int = 16, head_dim: int = 88, use_ca: bool = True):
+        """``num_heads`` x ``head_dim``: width of the inner transformers (16 x 88 in the released model), which
+        exist only with ``use_ca`` (the original's switch; on in the released model)."""
         super().__init__()
         c = noise_latent_channels
         self.conv_layers = nn.Sequential(
@@ -47,10 +48,12 @@ class PoseGuider(nn.Module):
         self.conv_layers_2 = nn.Sequential(*_conv_norm_relu(c, c), *_conv_norm_relu(c, 2 * c, stride=2))
         self.conv_layers_3 = nn.Sequential(*_conv_norm_relu(2 * c, 2 * c), *_conv_norm_relu(2 * c, 4 * c, stride=2))
         self.conv_layers_4 = nn.Sequential(*_conv_norm_relu(4 * c, 4 * c))
-        self.cross_attn1 = SpatialTransformer(c, num_heads, head_dim, cross_attention_dim=None)
-        self.cross_attn2 = SpatialTransformer(2 * c, num_heads, head_dim, cross_attention_dim=None)
-        self.cross_attn3 = SpatialTransformer(4 * c, num_heads, head_dim, cross_attention_dim=None)
-        self.cross_attn4 = SpatialTransformer(4 * c, num_heads, head_dim, cross_attention_dim=None)
+        if use_ca:
+            self.cross_attn1, self.cross_attn2, self.cross_attn3, self.cross_attn4 = (
+                SpatialTransformer(width, num_heads, head_dim, cross_attention_dim=None)
+                for width in (c, 2 * c, 4 * c, 4 * c))
+        else:
+            self.cross_attn1 = self.cross_attn2 = self.cross_attn3 = self.cross_attn4 = nn.Identity()
         self.scale = nn.Parameter(torch.full((1,), 2.0))
 
     def forward(self, pose: torch.Tensor) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ from .unet_blocks import BlockInputs, UNetBackbone, UNetConfig
 
 class ReferenceUNet(UNetBackbone):
     def __init__(self, config: UNetConfig):
-        super().__init__(config, motion_module=None)
+        super().__init__(config)
 
     def forward(self, latent: torch.Tensor, encoder_hidden_states: torch.Tensor) -> dict[str, torch.Tensor]:
         """Bank {qualified block name: (B, h_l*w_l, C_l)} of reference latents (B, 4, h, w) with context (B, L, D).

@@ -1,8 +1,9 @@
 """AniPortrait's denoising UNet3D: SD1.5 UNet per frame + AnimateDiff motion modules + PoseGuider features +
 reference attention (spec §8, §9.5).
 
-Built as the original's ``UNet3DConditionModel.from_pretrained_2d`` with inference_v2.yaml: motion modules after
-every layer of all down blocks, the mid block and all up blocks; inflated (per-frame) GroupNorm everywhere.
+Built as the original's ``UNet3DConditionModel.from_pretrained_2d`` with ``unet_additional_kwargs`` (``UNet3DConfig``;
+inference_v2.yaml: motion modules after every layer of all down blocks, the mid block and all up blocks); inflated
+(per-frame) GroupNorm everywhere.
 """
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ReferenceAttention
-from .motion_module import MOTION_MODULE_MAX_FRAMES, VanillaTemporalModule
-from .unet_blocks import BlockInputs, UNetBackbone, UNetConfig
+from .config import UNet3DConfig
+from .motion_module import VanillaTemporalModule
+from .unet_blocks import BlockInputs, MotionModuleFactory, UNetBackbone, UNetConfig
 
 
 class UNet3DConditionModel(UNetBackbone):
-    def __init__(self, config: UNetConfig):
-        super().__init__(config, motion_module=VanillaTemporalModule)
+    def __init__(self, config: UNetConfig, settings: UNet3DConfig = UNet3DConfig()):
+        def motion_modules(stage: str, index: int) -> MotionModuleFactory | None:
+            if not settings.has_motion_module(stage, index):
+                return None
+            return lambda channels: VanillaTemporalModule(channels, settings.motion_module)
+
+        super().__init__(config, motion_modules)
+        self.settings = settings
         self.conv_norm_out = nn.GroupNorm(config.norm_num_groups, config.block_out_channels[0], eps=config.norm_eps)
         self.conv_out = nn.Conv2d(config.block_out_channels[0], config.out_channels, 3, padding=1)
 
@@ -37,9 +45,10 @@ class UNet3DConditionModel(UNetBackbone):
         tensor or a list: it is read on the host.
         """
         batch, _, frames = sample.shape[:3]
-        if frames > MOTION_MODULE_MAX_FRAMES:
+        max_frames = self.settings.motion_module.max_frames
+        if max_frames is not None and frames > max_frames:
             raise ValueError(f"a context window of {frames} frames is longer than the motion modules' position "
-                             f"table ({MOTION_MODULE_MAX_FRAMES}); use context windows of at most that many frames")
+                             f"table ({max_frames}); use context windows of at most that many frames")
         if len(pose_features) != len(self.down_blocks) + 1:
             raise ValueError(f"expected {len(self.down_blocks) + 1} PoseGuider features, got {len(pose_features)}")
         for feature in pose_features:

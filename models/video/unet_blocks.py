@@ -37,7 +37,9 @@ class UNetConfig:
     down_attention: tuple[bool, ...]
     up_attention: tuple[bool, ...]
     layers_per_block: int
-    heads: tuple[int, ...]  # attention heads per down block (SD1.5's "attention_head_dim" 8 means 8 heads)
+    # attention heads per down block (SD1.5's "attention_head_dim" 8 means 8 heads); each head is
+    # channels // heads wide, as diffusers builds it, also when the heads do not divide the channels
+    heads: tuple[int, ...]
     cross_attention_dim: int
     norm_num_groups: int
     norm_eps: float
@@ -73,8 +75,9 @@ def unet_config_from_dict(config: dict, source: str = "UNet config") -> UNetConf
         raise fail("layers_per_block and cross_attention_dim must be integers")
     heads = config.get("num_attention_heads") or config.get("attention_head_dim", 8)
     heads = tuple(heads) if isinstance(heads, (list, tuple)) else (int(heads),) * len(channels)
-    if len(heads) != len(channels) or any(c % h for c, h in zip(channels, heads)):
-        raise fail(f"attention heads {heads} do not divide block_out_channels {channels}")
+    if len(heads) != len(channels) or not all(1 <= int(h) <= c for c, h in zip(channels, heads)):
+        raise fail(f"attention heads {heads} do not fit block_out_channels {channels} (one count per block, "
+                   "at most the block's channels)")
     return UNetConfig(
         in_channels=int(config.get("in_channels", 4)), out_channels=int(config.get("out_channels", 4)),
         block_out_channels=channels, down_attention=tuple(_DOWN_TYPES[t] for t in down_types),
@@ -95,6 +98,8 @@ class BlockInputs:
 
 
 MotionModuleFactory = Callable[[int], nn.Module]  # channels -> module mapping (B*F, C, h, w) to itself
+# (stage "down" / "mid" / "up", block index) -> the factory of that block's motion modules, or None for none
+MotionModulePlan = Callable[[str, int], MotionModuleFactory | None]
 
 
 class _Stage(nn.Module):
@@ -177,8 +182,9 @@ class UpBlock(_Stage):
 class UNetBackbone(nn.Module):
     """``conv_in``, ``time_embedding``, ``down_blocks``, ``up_blocks``, ``mid_block`` of an SD1.5-style UNet."""
 
-    def __init__(self, config: UNetConfig, motion_module: MotionModuleFactory | None = None):
+    def __init__(self, config: UNetConfig, motion_modules: MotionModulePlan | None = None):
         super().__init__()
+        plan = motion_modules or (lambda stage, index: None)
         self.config = config
         channels = config.block_out_channels
         self.conv_in = nn.Conv2d(config.in_channels, channels[0], 3, padding=1)
@@ -186,14 +192,14 @@ class UNetBackbone(nn.Module):
         last = len(channels) - 1
         self.down_blocks = nn.ModuleList([
             DownBlock(channels[max(i - 1, 0)], channels[i], config, config.heads[i], config.down_attention[i],
-                      add_downsample=i < last, motion_module=motion_module) for i in range(len(channels))])
+                      add_downsample=i < last, motion_module=plan("down", i)) for i in range(len(channels))])
         up_channels, up_heads = channels[::-1], config.heads[::-1]
         self.up_blocks = nn.ModuleList([
             UpBlock(up_channels[min(i + 1, last)], up_channels[max(i - 1, 0)], up_channels[i], config, up_heads[i],
-                    config.up_attention[i], add_upsample=i < last, motion_module=motion_module)
+                    config.up_attention[i], add_upsample=i < last, motion_module=plan("up", i))
             for i in range(len(channels))])
         # Registered after up_blocks, as in the original (only the state-dict order depends on it).
-        self.mid_block = MidBlock(channels[-1], config, config.heads[-1], motion_module)
+        self.mid_block = MidBlock(channels[-1], config, config.heads[-1], plan("mid", 0))
         # Reference-bank entries pair writer and reader blocks by their qualified name (as the original's sorted
         # pairing ends up doing); motion-module blocks are another class and take no part.
         names = []

@@ -25,7 +25,8 @@ from ..checkpoint import build_uninitialised, load_weights, read_state_dict
 from ..files import with_safetensors_variant
 from ..progress import InterruptCheck
 
-LATENT_SCALE = 0.18215
+LATENT_SCALE = 0.18215  # hard-coded in the original pipeline (not read from the VAE's config)
+# pixels per latent: the original derives it from the VAE config (2 ** (levels - 1)); load_vae refuses other VAEs
 VAE_SCALE_FACTOR = 8
 
 # config.json of stabilityai/sd-vae-ft-mse (diffusers AutoencoderKL), for single-file checkpoints
@@ -122,6 +123,11 @@ def load_vae(path: Path | str, dtype: torch.dtype = torch.float32) -> torch.nn.M
 
     weights, config = _weights_and_config(Path(path))
     config = {key: value for key, value in config.items() if not key.startswith("_")}
+    levels = len(config.get("block_out_channels", ()))
+    if 2 ** (levels - 1) != VAE_SCALE_FACTOR:
+        raise ValueError(f"{path}: a VAE with {levels} resolution levels scales by {2 ** (levels - 1)}, AniPortrait's "
+                         f"networks work on latents {VAE_SCALE_FACTOR}x smaller than the frames (4 levels, as "
+                         "sd-vae-ft-mse). Select sd-vae-ft-mse or another SD1.5 VAE.")
     vae = build_uninitialised(lambda: AutoencoderKL.from_config(config))
     state_dict = to_diffusers_layout(read_state_dict(weights), len(config["block_out_channels"]))
     load_weights(vae, state_dict, weights, "an AutoencoderKL (sd-vae-ft-mse) checkpoint")

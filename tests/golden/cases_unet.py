@@ -1,11 +1,11 @@
 """Golden cases d_ (PoseGuider) and e_ (reference-UNet bank + denoising UNet3D), run through the pack's loaders.
 
-Tiny checkpoints load with the same functions as the released ones; tiny_config.json supplies the only numbers
-the files do not determine (the PoseGuider's inner transformer heads x head dim).
+Tiny checkpoints load with the same functions as the released ones; tiny_config.json supplies the numbers the
+files do not determine (motion-module layout and heads, the PoseGuider's inner transformer heads x head dim), read
+as the inference config it is.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from models.video.pose_guider import PoseGuider
 from models.video.reference_unet import round_bank_like_original
 
 from .compare import Comparison, compare
+from .tiny import tiny_lmk2video_config
 
 POSE_FEATURE_TOL = 1e-3
 NOISE_PRED_TOL = 1e-4
@@ -25,11 +26,9 @@ BANK_TOL = 4e-3  # one float16 ulp at |x| < 8
 EVAL_MODE_MIN_DIFFERENCE = 1.0
 
 
-def load_tiny_pose_guider(tiny: Path) -> PoseGuider:
-    settings = json.loads((tiny / "tiny_config.json").read_text())["pose_guider"]
-    return load_pose_guider(tiny / "pose_guider.pth", torch.float32,
-                            num_heads=settings["transformer_num_attention_heads"],
-                            head_dim=settings["transformer_attention_head_dim"])
+def load_tiny_pose_guider(golden: Path) -> PoseGuider:
+    return load_pose_guider(golden / "tiny" / "pose_guider.pth", torch.float32,
+                            tiny_lmk2video_config(golden).pose_guider)
 
 
 def _differs(case: str, array: str, actual: torch.Tensor, other: np.ndarray) -> Comparison:
@@ -41,7 +40,7 @@ def _differs(case: str, array: str, actual: torch.Tensor, other: np.ndarray) -> 
 @torch.inference_mode()
 def check_pose_guider(case: str, info: dict, golden: Path) -> list[Comparison]:
     data = np.load(golden / "cases" / info["file"])
-    features = load_tiny_pose_guider(golden / "tiny")(torch.from_numpy(data["pose_cond"]))
+    features = load_tiny_pose_guider(golden)(torch.from_numpy(data["pose_cond"]))
     results = []
     for index, feature in enumerate(features):
         results.append(compare(case, f"fea{index}", feature.numpy(), data[f"fea{index}"], POSE_FEATURE_TOL))
@@ -57,9 +56,9 @@ def check_unet(case: str, info: dict, golden: Path) -> list[Comparison]:
     unet_config = tiny / "stable-diffusion-v1-5" / "unet" / "config.json"
     reference_unet = load_reference_unet(unet_config, tiny / "reference_unet.pth", torch.float32)
     denoising_unet = load_denoising_unet(unet_config, tiny / "denoising_unet.pth", tiny / "motion_module.pth",
-                                         torch.float32)
+                                         torch.float32, tiny_lmk2video_config(golden).unet)
     pose = torch.from_numpy(np.load(cases / "d_pose_guider.npz")["pose_cond"][:, :, :args["frames"]])
-    pose_features = load_tiny_pose_guider(tiny)(pose)  # one window: its statistics are those of the CFG-doubled batch
+    pose_features = load_tiny_pose_guider(golden)(pose)  # one window: its statistics are those of the CFG-doubled batch
 
     context = torch.from_numpy(data["clip_image_embeds"])[:, None]
     bank = reference_unet(torch.from_numpy(data["ref_image_latents"]), context)

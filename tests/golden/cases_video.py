@@ -1,7 +1,8 @@
 """Golden cases of the video back end: CLIP + VAE (g_), DDIM (h_), context windows (i_), full pipeline runs (f).
 
-Every model is loaded from the golden ``tiny/`` folder through the pack's own loaders; the only numbers not
-derivable from the files (the PoseGuider's inner attention heads) come from ``tiny/tiny_config.json``.
+Every model is loaded from the golden ``tiny/`` folder through the pack's own loaders; the numbers not derivable
+from the files (motion modules, PoseGuider heads, the DDIM schedule) come from ``tiny/tiny_config.json``, read as
+the inference config it is.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from PIL import Image
 from models.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
 from models.video.context import context_windows
 from models.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
-from models.video.scheduler import DDIMSampler
+from models.video.scheduler import DDIMConfig, DDIMSampler
 from models.video.vae import decode_latents, encode_latent, load_vae, vae_pixel_values
 
 from .compare import Comparison, compare
+from .tiny import tiny_lmk2video_config
 
 # golden README's suggestions
 TOL_EMBEDS = 1e-4
@@ -31,14 +33,11 @@ TOL_SCHEDULER = 1e-7
 
 def tiny_video_files(golden: Path) -> VideoModelFiles:
     tiny = golden / "tiny"
-    pose_guider = json.loads((tiny / "tiny_config.json").read_text())["pose_guider"]
     return VideoModelFiles(
         denoising_unet=tiny / "denoising_unet.pth", reference_unet=tiny / "reference_unet.pth",
         motion_module=tiny / "motion_module.pth", pose_guider=tiny / "pose_guider.pth",
         unet_config=tiny / "stable-diffusion-v1-5" / "unet" / "config.json", vae=tiny / "sd-vae-ft-mse",
-        image_encoder=tiny / "image_encoder",
-        pose_guider_heads=pose_guider["transformer_num_attention_heads"],
-        pose_guider_head_dim=pose_guider["transformer_attention_head_dim"])
+        image_encoder=tiny / "image_encoder", config=tiny_lmk2video_config(golden))
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,7 +75,9 @@ def check_clip_vae(case: str, info: dict, golden: Path) -> list[Comparison]:
 
 def check_scheduler(case: str, info: dict, golden: Path) -> list[Comparison]:
     data = np.load(golden / "cases" / info["file"])
-    sampler = DDIMSampler()
+    args = info["args"]
+    sampler = DDIMSampler(DDIMConfig.from_kwargs({**args["DDIMScheduler_kwargs"],
+                                                  "num_train_timesteps": args["num_train_timesteps"]}))
     results = [
         compare(case, "betas", sampler.betas, data["betas"], TOL_SCHEDULER),
         compare(case, "alphas_cumprod", sampler.alphas_cumprod, data["alphas_cumprod"], TOL_SCHEDULER),
@@ -120,6 +121,7 @@ def check_pipeline_run(case: str, info: dict, golden: Path) -> list[Comparison]:
     run = next(r for r in params["runs"] if r["name"] == case)
     guidance = run["guidance_scale"]
     models = _tiny_models(golden)
+    scheduler_config = tiny_lmk2video_config(golden).scheduler
     reference = encode_reference(models, _reference_image(golden), params["W"], params["H"])
     step_latents: dict[int, np.ndarray] = {}
     # guidance <= 1: the golden records the original's summing of overlapping windows (spec B6)
@@ -128,8 +130,9 @@ def check_pipeline_run(case: str, info: dict, golden: Path) -> list[Comparison]:
                      seed=params["gen_seed"], context_frames=run["context_frames"],
                      context_overlap=run["context_overlap"], window_blend=blend,
                      init_latents=torch.from_numpy(data["init_latents"]),
-                     on_step=lambda step, latents: step_latents.__setitem__(step, latents.float().numpy()))
-    sampler = DDIMSampler()
+                     on_step=lambda step, latents: step_latents.__setitem__(step, latents.float().numpy()),
+                     scheduler_config=scheduler_config)
+    sampler = DDIMSampler(scheduler_config)
     results = [compare(case, "timesteps", sampler.set_timesteps(params["steps"]), data["timesteps"], 0)]
     for step in range(params["steps"]):
         name = f"latents_after_step{step}"
