@@ -19,7 +19,9 @@ class FaceAnalysis:
     lmks3d: np.ndarray        # (468, 3) float64: canonical-space metric mesh of this face (pose removed)
     trans_mat: np.ndarray     # (4, 4) float64: facial transformation matrix, canonical -> camera space
     blendshapes: np.ndarray   # (51,) float64: the 52 scores minus "_neutral"
-    width: int                # size in pixels of the image that was analysed
+    # size in pixels the face is projected into: the analysed image's (the reference's: the video's size, which
+    # differs from the analysed image's only in the original's swapped analysis, see face/reference.py)
+    width: int
     height: int
 
 
@@ -28,7 +30,7 @@ class ReferenceFace:
     """The reference portrait as analysed: the (optionally cropped) image and its face."""
 
     face: FaceAnalysis
-    image: np.ndarray                       # (H, W, 3) uint8 RGB, exactly what MediaPipe saw
+    image: np.ndarray                       # (h, w, 3) uint8 RGB, exactly what MediaPipe saw
     crop_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) in source pixels; may exceed it
     source_size: tuple[int, int] | None = None          # (W, H) of the image before cropping
 

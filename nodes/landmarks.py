@@ -5,7 +5,7 @@ from comfy_api.latest import io
 
 from ..models.cache import MODEL_CACHE, file_identity
 from ..models.face.landmarker import FaceLandmarker
-from ..models.face.reference import analyse_reference
+from ..models.face.reference import ANALYSIS_SIZES, analyse_reference
 from ..models.face.track import track_faces
 from . import types as apk
 from .common import (check_interrupt, model_choices, progress_bar, resolve_model, rgb_images_to_uint8,
@@ -43,6 +43,13 @@ class ReferenceFace(io.ComfyNode):
                                tooltip="none: use the whole image (AniPortrait's scripts). auto: the AniPortrait "
                                        "app's crop - a centred square if the face is large, else a square of 1.5x "
                                        "the face box around the face (black where it leaves the image)."),
+                io.Combo.Input("analysis_size", options=list(ANALYSIS_SIZES), default=ANALYSIS_SIZES[0],
+                               optional=True,
+                               tooltip="video size: MediaPipe analyses the portrait resized to width x height "
+                                       "(correct). swapped (original): resized to height x width, as AniPortrait's "
+                                       "scripts do by mistake - for non-square videos the face is squashed and its "
+                                       "head pose slightly off; use it only to reproduce the original exactly. "
+                                       "Same result for square videos."),
             ],
             outputs=[
                 apk.ReferenceFace.Output(display_name="reference_face",
@@ -54,10 +61,10 @@ class ReferenceFace(io.ComfyNode):
             ])
 
     @classmethod
-    def execute(cls, image, landmarker, width, height, crop) -> io.NodeOutput:
+    def execute(cls, image, landmarker, width, height, crop, analysis_size=ANALYSIS_SIZES[0]) -> io.NodeOutput:
         source = rgb_images_to_uint8(image, "image")[0]
         reference, portrait = analyse_reference(load_landmarker(landmarker), source, width, height,
-                                                crop=crop == CROP_AUTO)
+                                                crop=crop == CROP_AUTO, analysis=analysis_size)
         return io.NodeOutput(reference, uint8_to_images(portrait[None]))
 
 

@@ -5,8 +5,9 @@ import torch
 from comfy_api.latest import io
 
 from ..models.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace
-from ..models.face.drawing import draw_pose_image, draw_pose_images, raw_to_display
+from ..models.face.drawing import draw_pose_images, raw_to_display
 from ..models.face.projection import project_mesh_sequence
+from ..models.face.reference import reference_pose_image
 from . import types as apk
 from .common import check_interrupt, progress_bar, uint8_to_images
 
@@ -101,8 +102,7 @@ class RenderPoseImage(io.ComfyNode):
     def execute(cls, landmarks, reference_face=None) -> io.NodeOutput:
         pose_images = render_landmarks(landmarks)
         if reference_face is not None:
-            face = reference_face.face
-            raw = draw_pose_image(face.lmks, face.width, face.height, normalized=True)
+            raw = reference_pose_image(reference_face)
             reference_pose = uint8_to_images(raw_to_display(raw)[None])
         else:
             reference_pose = torch.zeros((1,) + tuple(pose_images.shape[1:]), dtype=pose_images.dtype,

@@ -2,22 +2,51 @@
 resized to the generation size and analysed there (spec §1.1)."""
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 
 from ..data import ReferenceFace
 from .crop import crop_face
+from .drawing import draw_pose_image
 from .landmarker import FaceLandmarker
+
+# How the portrait is sized for the face analysis. AniPortrait's scripts pass (H, W) where OpenCV expects
+# (width, height) (bug B1): for W != H MediaPipe sees the portrait squashed to H x W, and the head pose measured
+# there is then projected into the W x H video. Identical for square videos.
+ANALYSIS_SIZES = ("video size", "swapped (original)")
+
+
+def analysis_size(width: int, height: int, analysis: str = ANALYSIS_SIZES[0]) -> tuple[int, int]:
+    """(width, height) of the image MediaPipe analyses for a ``width`` x ``height`` video."""
+    if analysis not in ANALYSIS_SIZES:
+        raise ValueError(f"AniPortrait: unknown reference analysis size '{analysis}'; choose one of "
+                         f"{', '.join(ANALYSIS_SIZES)}.")
+    return (height, width) if analysis == ANALYSIS_SIZES[1] else (width, height)
+
+
+def resize_for_analysis(portrait: np.ndarray, width: int, height: int,
+                        analysis: str = ANALYSIS_SIZES[0]) -> np.ndarray:
+    """The portrait as MediaPipe gets it (bilinear, as the original's ``cv2.resize``)."""
+    return cv2.resize(portrait, analysis_size(width, height, analysis), interpolation=cv2.INTER_LINEAR)
+
+
+def reference_pose_image(reference: ReferenceFace) -> np.ndarray:
+    """The reference face's pose image (raw channel order) at the size it was analysed at, as the original draws
+    its ``ref_pose`` (for the swapped analysis: H rows x W columns swapped; the PoseGuider ignores it anyway)."""
+    height, width = reference.image.shape[:2]
+    return draw_pose_image(reference.face.lmks, width, height, normalized=True)
 
 
 def analyse_reference(landmarker: FaceLandmarker, source: np.ndarray, width: int, height: int,
-                      crop: bool = False) -> tuple[ReferenceFace, np.ndarray]:
+                      crop: bool = False, analysis: str = ANALYSIS_SIZES[0]) -> tuple[ReferenceFace, np.ndarray]:
     """The analysed reference of an (H, W, 3) uint8 RGB portrait, and the portrait it was made from at source
     resolution (the crop, or ``source`` itself), which the reference encoders resize themselves.
 
     With ``crop`` the face is first found at the source size and cropped like the app. The (cropped) portrait is
-    resized bilinearly to ``width`` x ``height`` and analysed at that size, which is what every later stage
-    measures in.
+    resized bilinearly to ``width`` x ``height`` (or swapped, ``analysis``, see ``ANALYSIS_SIZES``) and analysed
+    there; the face's width/height are the video's, which every later stage projects into.
     """
     box = None
     portrait = source
@@ -27,13 +56,13 @@ def analyse_reference(landmarker: FaceLandmarker, source: np.ndarray, width: int
             raise ValueError("AniPortrait: MediaPipe found no face in the reference image (at its own size), so it "
                              "cannot be cropped. Use a portrait with a clearly visible face.")
         portrait, box = crop_face(source, found.lmks)
-    # dsize is (width, height): the original passed (H, W) here (bug B1, only visible for W != H)
-    analysed = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_LINEAR)
+    analysed = resize_for_analysis(portrait, width, height, analysis)
     face = landmarker.analyse(analysed)
     if face is None:
         hint = ("a portrait where the face is larger" if crop
                 else "crop 'auto' (a square around the face) or a larger face")
-        raise ValueError(f"AniPortrait: MediaPipe found no face in the reference image resized to {width}x{height}. "
-                         f"Try {hint}.")
+        raise ValueError(f"AniPortrait: MediaPipe found no face in the reference image resized to "
+                         f"{analysed.shape[1]}x{analysed.shape[0]}. Try {hint}.")
+    face = dataclasses.replace(face, width=width, height=height)  # the video's size, also after a swapped analysis
     reference = ReferenceFace(face=face, image=analysed, crop_box=box, source_size=(source.shape[1], source.shape[0]))
     return reference, portrait

@@ -1,5 +1,9 @@
 """Golden cases ``j_`` (vid2vid face reenactment, landmark path) and ``k_`` (head-pose template), from the stored
-per-frame MediaPipe arrays (MediaPipe itself differs across versions/CPUs; the retarget maths must not)."""
+per-frame MediaPipe arrays (MediaPipe itself differs across versions/CPUs; the retarget maths must not).
+
+Compared in the pack's original-compatible modes: the reference analysed at the swapped size (``analysis_size``
+"swapped (original)") and the face projected at the driving video's size (``size_mode`` "driving"). The driving
+video is decoded by ``models.video_io`` and must give the original's frames byte for byte."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.data import FaceAnalysis, FaceTrack
+from models.data import FaceTrack
 from models.face.drawing import draw_pose_canvas, draw_pose_image, draw_pose_images
 from models.face.pose_template import (relative_head_matrices, relative_head_poses, resample_template,
                                        template_time_axes, pose_template)
@@ -16,6 +20,7 @@ from models.face.projection import matrix_to_euler_and_translation, perspective_
 from models.face.retarget import retarget_face, retarget_motion
 from models.video_io import read_video_frames
 
+from .cases_face import check_reference, original_reference
 from .compare import Comparison, compare
 
 # golden README: scipy versions move Euler angles by a few 1e-6 deg
@@ -24,11 +29,7 @@ MATRIX_TOL = 1e-7
 VERTEX_TOL = 1e-12
 PROJECTION_TOL = 1e-5
 EXACT = 0.0
-
-
-def _reference(data, args: dict) -> FaceAnalysis:
-    return FaceAnalysis(lmks=data["ref_lmks"], lmks3d=data["ref_lmks3d"], trans_mat=data["ref_trans_mat"],
-                        blendshapes=data["ref_bs"], width=args["W"], height=args["H"])
+ORIGINAL_SIZE_MODE = "driving"  # project at the driving video's size, then resize (vid2vid)
 
 
 def _track(data, args: dict, frames: np.ndarray) -> FaceTrack:
@@ -37,13 +38,13 @@ def _track(data, args: dict, frames: np.ndarray) -> FaceTrack:
                      width=args["frame_width"], height=args["frame_height"], fps=float(args["src_fps"]))
 
 
-def _check_variant(case: str, data, args: dict, prefix: str) -> list[Comparison]:
+def _check_variant(case: str, data, args: dict, reference, prefix: str) -> list[Comparison]:
     """One retarget run (full, -acc subsampled, or cut at the faceless frame) against the ``prefix`` arrays."""
     frames = data[f"{prefix}frame_indices"]
-    reference, track = _reference(data, args), _track(data, args, frames)
+    track = _track(data, args, frames)
     motion = retarget_motion(track.lmks3d, track.trans_mat, track.blendshapes, reference)
-    # the node path: fps None = the original's rate rule, size "auto" = the driving size for equal aspect ratios
-    landmarks = retarget_face(track, reference)
+    # the node path: fps None = the original's rate rule
+    landmarks = retarget_face(track, reference, size_mode=ORIGINAL_SIZE_MODE)
     pose_images = draw_pose_images(landmarks)
     results = [
         compare(case, f"{prefix}min_bs_idx", motion.neutral_index, data[f"{prefix}min_bs_idx"], EXACT),
@@ -70,17 +71,41 @@ def _check_variant(case: str, data, args: dict, prefix: str) -> list[Comparison]
 def check_reenactment(case: str, info: dict, golden: Path) -> list[Comparison]:
     data = np.load(golden / "cases" / info["file"])
     args = info["args"]
+    reference = original_reference(golden / "cases" / args["ref_image"], data, "ref_", args["W"], args["H"])
     angles, translation = matrix_to_euler_and_translation(data["src_trans_mat"])
     results = [
+        _check_driving_frames(case, golden, args, data["driving_frames"]),
         compare(case, "pose_arr_abs", np.concatenate([angles, translation], axis=1), data["pose_arr_abs"], POSE_TOL),
         compare(case, "perspective_P", perspective_matrix(args["frame_width"] / args["frame_height"]),
                 data["perspective_P"], EXACT),
-        compare(case, "ref_pose", draw_pose_image(data["ref_lmks"], args["W"], args["H"], normalized=True),
-                data["ref_pose"], EXACT),
+        *check_reference(case, data, reference),
     ]
     for prefix in ("", "acc_", "noface_"):
-        results += _check_variant(case, data, args, prefix)
+        results += _check_variant(case, data, args, reference.face, prefix)
     return results
+
+
+def _case_video(golden: Path, description: str) -> Path:
+    """The input video an index.json entry names (its first word: "driving_video_wide.mp4 (this folder; ...)")."""
+    return golden / "cases" / description.split()[0]
+
+
+def _check_driving_frames(case: str, golden: Path, args: dict, expected: np.ndarray) -> Comparison:
+    """The stored driving frames from the pack's decoding of the case's video, prepared as the golden describes
+    (optional crop, optional resize with the named OpenCV interpolation)."""
+    preparation = args["driving_frame_preparation"]
+    first, stop = args["driving_video_frames"]
+    frames, _ = read_video_frames(_case_video(golden, args["driving_video"]))
+    frames = frames[first:stop]
+    box = preparation.get("crop_box_xyxy")
+    if box:
+        frames = frames[:, box[1]:box[3], box[0]:box[2]]
+    if preparation.get("resize_wh"):
+        interpolation = getattr(cv2, preparation["interpolation"].removeprefix("cv2."))
+        frames = np.stack([cv2.resize(frame, tuple(preparation["resize_wh"]), interpolation=interpolation)
+                           for frame in frames])
+    return compare(case, "driving_frames", frames, expected, EXACT,
+                   f"decoded by models.video_io; {int((frames != expected).sum())} values differ")
 
 
 def _decoded_frame_md5(video: Path) -> list[str]:
@@ -95,7 +120,7 @@ def check_pose_template(case: str, info: dict, golden: Path) -> list[Comparison]
     trans_mats, fps = data["trans_mat_f32"], float(args["fps"])
     poses = relative_head_poses(trans_mats)
     old_time, new_time = template_time_axes(len(trans_mats), fps)
-    decoded = _decoded_frame_md5(golden / "cases" / "pose_ref_video.mp4")
+    decoded = _decoded_frame_md5(_case_video(golden, args["video"]))[slice(*args["video_frames"])]
     md5_mismatches = sum(a != b for a, b in zip(decoded, data["frame_md5"])) + abs(len(decoded) - len(data["frame_md5"]))
     return [
         compare(case, "frame_md5", md5_mismatches, 0, EXACT, "frames decoded by models.video_io that differ"),
