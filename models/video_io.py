@@ -184,11 +184,24 @@ def _encode_audio(output: av.container.OutputContainer, stream: av.AudioStream, 
     output.mux(stream.encode(None))
 
 
+# AniPortrait decodes with PyAV's ``frame.to_rgb()`` of its time (vid2vid) or OpenCV 4.8 (generate_ref_pose). Both
+# convert YUV with the BT.601 matrix and take the range from the pixel format alone (yuvj* full, others limited),
+# ignoring the colour matrix and range a file declares. Current PyAV follows the declarations (e.g. BT.709, common in
+# phone videos: up to 39 levels off; a full-range flag on yuv420p VP9/HEVC: up to 21), so the original's are forced.
+# Measured against PyAV 12 and OpenCV 4.8.1 on generated 8-bit files (4:2:0/4:2:2/4:4:4, odd sizes, yuvj, BT.709 and
+# full-range tags, H.264/VP9/MPEG-4): identical bytes.
+ORIGINAL_YUV_MATRIX = "ITU601"
+ORIGINAL_YUV_RANGE = "MPEG"
+
+
 def read_video_frames(path: str | Path) -> tuple[np.ndarray, Fraction]:
-    """All frames of the first video stream as RGB uint8 ``(N, H, W, 3)`` and its average frame rate."""
+    """All frames of the first video stream as RGB uint8 ``(N, H, W, 3)`` and its average frame rate, decoded as
+    the original decodes them (byte for byte for 8-bit video: any size, 4:2:0/4:2:2/4:4:4, any range or declared
+    colour matrix; 10-bit video goes through a newer FFmpeg conversion than the original's and differs)."""
     with av.open(str(path)) as source:
         stream = source.streams.video[0]
-        frames = [frame.to_ndarray(format="rgb24") for frame in source.decode(stream)]
+        frames = [frame.to_ndarray(format="rgb24", src_colorspace=ORIGINAL_YUV_MATRIX,
+                                   src_color_range=ORIGINAL_YUV_RANGE) for frame in source.decode(stream)]
         rate = Fraction(stream.average_rate) if stream.average_rate else Fraction(0)
     if not frames:
         raise ValueError(f"The video '{path}' has no frames.")
