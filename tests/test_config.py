@@ -178,3 +178,26 @@ def test_ddim_matches_diffusers_for_other_configs(overrides):
             prev, original = ours.step(output, timestep, sample)
             torch.testing.assert_close(prev, expected.prev_sample, rtol=1e-6, atol=1e-6)
             torch.testing.assert_close(original, expected.pred_original_sample, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("only_last_features", [True, False])
+def test_wav2vec2_hidden_state_choice_matches_transformers(only_last_features):
+    """``only_last_fetures`` of the audio models' config: the last hidden state, or the mean of all of them."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from models.audio.wav2vec2 import Wav2Vec2FrameEncoder
+
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                            conv_dim=[8] * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    torch.manual_seed(3)
+    theirs = Wav2Vec2Model(config).eval()
+    ours = Wav2Vec2FrameEncoder(config).eval()
+    ours.load_state_dict(theirs.state_dict())
+    ours.average_hidden_states = not only_last_features
+    speech = torch.randn(1, 8000)
+    frames = ours.cnn_frame_count(speech.shape[1])  # no resampling: transformers' frame rate
+    with torch.inference_mode():
+        output = theirs(speech, output_hidden_states=True)
+        expected = output.last_hidden_state if only_last_features else \
+            sum(output.hidden_states) / len(output.hidden_states)
+        torch.testing.assert_close(ours(speech, frames), expected, rtol=1e-5, atol=1e-5)

@@ -35,7 +35,8 @@ def vertex_offsets(model: Audio2MeshModel, input_values: np.ndarray, seq_len: in
     return model.infer(speech_input(input_values, model), seq_len)[0].float().cpu().numpy().reshape(seq_len, -1, 3)
 
 
-def load_audio2mesh(checkpoint: Path | str, wav2vec2_folder: Path | str) -> Audio2MeshModel:
+def load_audio2mesh(checkpoint: Path | str, wav2vec2_folder: Path | str,
+                    only_last_features: bool = True) -> Audio2MeshModel:
     """Audio2MeshModel in eval mode, float32 on the CPU, from ``audio2mesh.pt`` and the wav2vec2 folder."""
     state = read_state_dict(checkpoint)
     (latent_dim, hidden_size), (out_dim, _) = checkpoint_shapes(state, ("in_fn.weight", "out_fn.weight"),
@@ -43,5 +44,6 @@ def load_audio2mesh(checkpoint: Path | str, wav2vec2_folder: Path | str) -> Audi
     if out_dim % 3:
         raise CheckpointMismatchError(f"{checkpoint} predicts {out_dim} values per frame, not x, y, z per vertex; "
                                       "select AniPortrait's audio2mesh.pt.")
-    model = Audio2MeshModel(build_encoder(wav2vec2_folder, hidden_size, checkpoint), latent_dim, out_dim)
+    encoder = build_encoder(wav2vec2_folder, hidden_size, checkpoint, only_last_features)
+    model = Audio2MeshModel(encoder, latent_dim, out_dim)
     return load_audio_model(model, checkpoint, state, wav2vec2_folder, _EXPECTED)

@@ -173,7 +173,8 @@ def decode_naive(model: Audio2PoseModel, memory: torch.Tensor, id_seed: int) -> 
     return poses
 
 
-def load_audio2pose(checkpoint: Path | str, wav2vec2_folder: Path | str) -> Audio2PoseModel:
+def load_audio2pose(checkpoint: Path | str, wav2vec2_folder: Path | str,
+                    only_last_features: bool = True) -> Audio2PoseModel:
     """Audio2PoseModel in eval mode, float32 on the CPU, from ``audio2pose.pt`` and the wav2vec2 folder."""
     state = read_state_dict(checkpoint)
     (latent_dim, hidden_size), (_, out_dim), (feedforward_dim, _), (num_identities, _), (_, max_positions, _) = \
@@ -183,6 +184,6 @@ def load_audio2pose(checkpoint: Path | str, wav2vec2_folder: Path | str) -> Audi
     if latent_dim % NUM_HEADS:
         raise CheckpointMismatchError(f"{checkpoint}: the decoder width {latent_dim} is not divisible by "
                                       f"{NUM_HEADS} heads; this is not an AniPortrait audio2pose checkpoint.")
-    model = Audio2PoseModel(build_encoder(wav2vec2_folder, hidden_size, checkpoint), latent_dim, out_dim,
-                            feedforward_dim, num_layers, num_identities, max_positions)
+    encoder = build_encoder(wav2vec2_folder, hidden_size, checkpoint, only_last_features)
+    model = Audio2PoseModel(encoder, latent_dim, out_dim, feedforward_dim, num_layers, num_identities, max_positions)
     return load_audio_model(model, checkpoint, state, wav2vec2_folder, _EXPECTED)

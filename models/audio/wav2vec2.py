@@ -47,6 +47,9 @@ class Wav2Vec2FrameEncoder(Wav2Vec2Model):
     # memory limits for long clips (the defaults keep golden-sized inputs on the single-block path)
     max_cnn_block_frames: int = 1500        # 30 s of 50 Hz CNN frames per block
     max_attention_scores: int = 1 << 26     # elements of one block of attention scores (256 MB in fp32)
+    # the inference config's ``only_last_fetures`` (sic) false: the mean of all hidden states (the projected input
+    # and every layer's output) instead of the last one; the released config says true
+    average_hidden_states: bool = False
 
     def cnn_features(self, input_values: torch.Tensor) -> torch.Tensor:
         """Stock CNN feature encoder, ``[B, N]`` -> ``[B, C, T]`` (about 50 frames per second)."""
@@ -76,9 +79,12 @@ class Wav2Vec2FrameEncoder(Wav2Vec2Model):
         hidden, _ = self.feature_projection(self.frame_features(input_values, seq_len))
         encoder = self.encoder
         hidden = encoder.layer_norm(hidden + encoder.pos_conv_embed(hidden))
+        total = hidden if self.average_hidden_states else None
         for layer in encoder.layers:
             hidden = self._encoder_layer(layer, hidden)
-        return hidden
+            if total is not None:
+                total = total + hidden
+        return hidden if total is None else total / (len(encoder.layers) + 1)
 
     def _encoder_layer(self, layer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """Post-LN encoder layer (base models: ``do_stable_layer_norm`` false), eval mode."""
@@ -220,14 +226,18 @@ def speech_input(input_values: np.ndarray, model: torch.nn.Module) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(input_values, dtype=np.float32)).to(device)[None]
 
 
-def build_encoder(wav2vec2_folder: Path | str, hidden_size: int, checkpoint: Path | str) -> Wav2Vec2FrameEncoder:
-    """An (untrained) encoder from the folder's config.json, checked against the width the checkpoint expects."""
+def build_encoder(wav2vec2_folder: Path | str, hidden_size: int, checkpoint: Path | str,
+                  only_last_features: bool = True) -> Wav2Vec2FrameEncoder:
+    """An (untrained) encoder from the folder's config.json, checked against the width the checkpoint expects;
+    ``only_last_features``: the inference config's ``only_last_fetures`` (true for the released models)."""
     config = load_encoder_config(wav2vec2_folder)
     if config.hidden_size != hidden_size:
         raise CheckpointMismatchError(f"{checkpoint} was trained on a wav2vec2 with {hidden_size} channels, but "
                                       f"{Path(wav2vec2_folder) / 'config.json'} describes {config.hidden_size}. "
                                       "Select the matching wav2vec2 folder (wav2vec2-base-960h).")
-    return Wav2Vec2FrameEncoder(config)
+    encoder = Wav2Vec2FrameEncoder(config)
+    encoder.average_hidden_states = not only_last_features
+    return encoder
 
 
 def load_audio_model(model: torch.nn.Module, checkpoint: Path | str, state: Mapping[str, torch.Tensor],

@@ -32,11 +32,20 @@ def _speech(golden: Path, clip: str, fps: float) -> tuple[np.ndarray, np.ndarray
     return waveform, normalize_speech(waveform), frame_count(len(waveform), fps)
 
 
+def _file_sizes_match_config(case: str, section: str, settings: dict, latent_dim: int, out_dim: int
+                             ) -> list[Comparison]:
+    """The widths the loader read off the checkpoint are the ones the config built it with."""
+    return [compare(case, f"{section}.{name} (read from the checkpoint)", ours, settings[name], 0)
+            for name, ours in (("latent_dim", latent_dim), ("out_dim", out_dim))]
+
+
 def audio2mesh_case(case: str, info: dict, golden: Path) -> list[Comparison]:
     data = np.load(golden / "cases" / info["file"])
-    fps = info["args"]["fps"]
-    model = load_audio2mesh(golden / "tiny" / "audio2mesh.pt", golden / "tiny" / WAV2VEC2_FOLDER)
-    results = []
+    fps, settings = info["args"]["fps"], info["args"]["a2m_model"]
+    model = load_audio2mesh(golden / "tiny" / "audio2mesh.pt", golden / "tiny" / WAV2VEC2_FOLDER,
+                            settings["only_last_fetures"])
+    results = _file_sizes_match_config(case, "a2m_model", settings, model.in_fn.out_features,
+                                       model.out_fn.out_features)
     for prefix, clip in CLIPS.items():
         waveform, input_values, seq_len = _speech(golden, clip, fps)
         speech = torch.from_numpy(input_values)[None]
@@ -58,10 +67,14 @@ def audio2pose_case(case: str, info: dict, golden: Path) -> list[Comparison]:
     args = info["args"]
     fps, id_seed = args["fps"], int(data["id_seed"])
     assert args["smooth_window"] == AUDIO_POSE_SMOOTHING and args["scale_first3"] == ROTATION_SCALE
-    model = load_audio2pose(golden / "tiny" / "audio2pose.pt", golden / "tiny" / WAV2VEC2_FOLDER)
+    settings = args["a2p_model"]
+    model = load_audio2pose(golden / "tiny" / "audio2pose.pt", golden / "tiny" / WAV2VEC2_FOLDER,
+                            settings["only_last_fetures"])
     _, input_values, seq_len = _speech(golden, CLIPS[""], fps)
     chunks = plan_pose_chunks(len(input_values), seq_len, fps)
-    results = [compare(case, "chunk_num_samples", [c.stop - c.start for c in chunks], data["chunk_num_samples"], 0),
+    results = _file_sizes_match_config(case, "a2p_model", settings, model.in_fn.out_features,
+                                       model.pose_map_r.out_features)
+    results += [compare(case, "chunk_num_samples", [c.stop - c.start for c in chunks], data["chunk_num_samples"], 0),
                compare(case, "chunk_seq_lens", [c.frames for c in chunks], data["chunk_seq_lens"], 0)]
     speech = torch.from_numpy(input_values)[None]
     for index, chunk in enumerate(chunks):

@@ -121,7 +121,8 @@ def check_pose_template(case: str, info: dict, golden: Path) -> list[Comparison]
     poses = relative_head_poses(trans_mats)
     old_time, new_time = template_time_axes(len(trans_mats), fps)
     decoded = _decoded_frame_md5(_case_video(golden, args["video"]))[slice(*args["video_frames"])]
-    md5_mismatches = sum(a != b for a, b in zip(decoded, data["frame_md5"])) + abs(len(decoded) - len(data["frame_md5"]))
+    expected = data["frame_md5"]
+    md5_mismatches = sum(a != b for a, b in zip(decoded, expected)) + abs(len(decoded) - len(expected))
     return [
         compare(case, "frame_md5", md5_mismatches, 0, EXACT, "frames decoded by models.video_io that differ"),
         compare(case, "pose_mats", relative_head_matrices(trans_mats), data["pose_mats"], EXACT),
