@@ -1,8 +1,11 @@
 """Comparison records: the pack's array against the original's, with an absolute and an optional relative tolerance.
 
-Tolerances live next to the cases that use them, each with the measurement it comes from (see the case modules):
-exact for integer/uint8 results, float tolerances from the variation measured across thread counts and CPU code
-paths (``ATEN_CPU_CAPABILITY``, oneDNN/MKL ISA) and from the golden sets' own machines.
+Tolerances live next to the cases that use them, each with the measurement it comes from: exact for integer/uint8
+results and for elementwise IEEE arithmetic; float tolerances about 10x the largest variation measured, where
+"measured" = max |pack - golden| over both public sets (made on two different machines) run three ways here:
+2 threads AVX-512; 1 thread with ATen, oneDNN and MKL limited to AVX2; 2 threads without SIMD
+(``ATEN_CPU_CAPABILITY=default``, oneDNN SSE4.1, MKL SSE4.2); and "README" = the golden README's own 1-vs-2-thread
+deviation of the original code.
 """
 from __future__ import annotations
 
