@@ -229,8 +229,9 @@ def test_each_network_depends_only_on_its_own_config_settings(golden_dir):
     config = files.config
     guider = dataclasses.replace(config.pose_guider, heads=config.pose_guider.heads + 1)
     motion = dataclasses.replace(config.unet.motion_module, num_attention_heads=1)
+    unet = dataclasses.replace(config.unet, motion_module=motion)
     changed = {"pose_guider": dataclasses.replace(config, pose_guider=guider),
-               "denoising_unet": dataclasses.replace(config, unet=dataclasses.replace(config.unet, motion_module=motion))}
+               "denoising_unet": dataclasses.replace(config, unet=unet)}
     for changed_part, other_config in changed.items():
         other = dataclasses.replace(files, config=other_config)
         for part in ("image_encoder", "vae", "reference_unet", "denoising_unet", "pose_guider"):
