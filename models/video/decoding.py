@@ -1,0 +1,89 @@
+"""The sampler's VAE decoding: batches that shrink when memory runs out, tiles as the last resort, and float32 for
+a batch that overflows in half precision.
+
+Every layer of the decoder works per image, so batch size and tiling change the result only by float rounding
+(tiles blend at their seams, a visible but small difference), and the numbers of a healthy half-precision batch are
+those of ``vae.decode_latents``. The VAE may run in another dtype than the UNet (ComfyUI's ``--fp32-vae``): each
+batch is cast to the VAE's dtype.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import traceback
+
+import torch
+
+from ..progress import InterruptCheck, ProgressFn
+from .memory import DeviceMemory, run_in_batches
+from .vae import LATENT_SCALE, VAE_SCALE_FACTOR
+
+log = logging.getLogger("aniportrait")
+
+
+class _Decoder:
+    """Decodes (N, 4, h, w) latents with ``vae``, switching to an fp32 copy for good once a batch is not finite,
+    and to tiled decoding once a single frame does not fit."""
+
+    def __init__(self, vae: torch.nn.Module) -> None:
+        self.vae = vae
+        self.tiled = False
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        images = self._run(latents)
+        if not torch.isfinite(images).all() and self._dtype() != torch.float32:
+            log.warning("AniPortrait: the VAE's %s decode produced NaN/inf; decoding in float32 from here on "
+                        "(use precision fp32 for the VAE to skip the retry).", self._dtype())
+            self.vae = copy.deepcopy(self.vae).float()
+            images = self._run(latents)
+        return images
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def _run(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(self._dtype())
+        decode = self.vae.tiled_decode if self.tiled else self.vae.decode
+        return decode(latents).sample
+
+
+@torch.no_grad()
+def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int, memory: DeviceMemory,
+                 check_interrupt: InterruptCheck | None = None, progress: ProgressFn | None = None) -> torch.Tensor:
+    """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time
+    (fewer after running out of memory, tiled when even one frame does not fit). ``progress(done, F)`` counts
+    decoded frames."""
+    if latents.ndim != 5 or latents.shape[0] != 1:
+        raise ValueError(f"expected latents (1, 4, F, h, w), got {tuple(latents.shape)}")
+    num_frames = latents.shape[2]
+    frames = (1 / LATENT_SCALE * latents)[0].transpose(0, 1).contiguous()  # (F, 4, h, w)
+    height, width = latents.shape[3] * VAE_SCALE_FACTOR, latents.shape[4] * VAE_SCALE_FACTOR
+    video = torch.empty((num_frames, height, width, 3), dtype=torch.float32)
+    decoder = _Decoder(vae)
+    decoded = 0
+
+    def decode(start: int, stop: int) -> None:
+        nonlocal decoded
+        if check_interrupt:
+            check_interrupt()
+        images = decoder.decode(frames[start:stop])
+        # clamped in the decoder's dtype first, as the original (it casts to float32 on the CPU at the very end)
+        video[start:stop] = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu()
+        decoded = stop
+        if progress:
+            progress(stop, num_frames)
+
+    try:
+        run_in_batches(num_frames, max(1, frames_per_call), decode, memory, "frames per VAE decode")
+        return video
+    except BaseException as error:
+        if not memory.is_out_of_memory(error):
+            raise
+        traceback.clear_frames(error.__traceback__)
+    memory.release()
+    log.warning("AniPortrait: one frame does not fit the VAE decoder's memory; decoding the rest in tiles.")
+    decoder.tiled = True
+    first = decoded
+    run_in_batches(num_frames - first, 1, lambda start, stop: decode(first + start, first + stop), memory,
+                   "frames per VAE decode")
+    return video
