@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import traceback
+from functools import partial
+from typing import Callable
 
 import torch
 
@@ -22,18 +24,32 @@ log = logging.getLogger("aniportrait")
 
 
 class _Decoder:
-    """Decodes (N, 4, h, w) latents with ``vae``, switching to an fp32 copy for good once a batch is not finite,
-    and to tiled decoding once a single frame does not fit."""
+    """``self(start, stop)`` decodes frames start..stop-1 of ``frames`` (N, 4, h, w) into ``video``; switches to an
+    fp32 copy of the VAE for good once a batch is not finite, and to tiles when asked (``tiled``). An object, not a
+    closure, so that a traceback through it does not keep the work tensors alive."""
 
-    def __init__(self, vae: torch.nn.Module) -> None:
-        self.vae = vae
+    def __init__(self, vae: torch.nn.Module, frames: torch.Tensor, video: torch.Tensor,
+                 check_interrupt: InterruptCheck | None, progress: ProgressFn | None) -> None:
+        self.vae, self.frames, self.video = vae, frames, video
+        self.check_interrupt, self.progress = check_interrupt, progress
         self.tiled = False
+        self.decoded = 0  # frames done, from the first
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def __call__(self, start: int, stop: int) -> None:
+        if self.check_interrupt:
+            self.check_interrupt()
+        images = self._decode(self.frames[start:stop])
+        # clamped in the decoder's dtype first, as the original (it casts to float32 on the CPU at the very end)
+        self.video[start:stop] = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu()
+        self.decoded = stop
+        if self.progress:
+            self.progress(stop, len(self.frames))
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         images = self._run(latents)
         if not torch.isfinite(images).all() and self._dtype() != torch.float32:
             log.warning("AniPortrait: the VAE's %s decode produced NaN/inf; decoding in float32 from here on "
-                        "(use precision fp32 for the VAE to skip the retry).", self._dtype())
+                        "(choose fp32 precision to skip the retry).", self._dtype())
             self.vae = copy.deepcopy(self.vae).float()
             images = self._run(latents)
         return images
@@ -59,22 +75,9 @@ def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: i
     frames = (1 / LATENT_SCALE * latents)[0].transpose(0, 1).contiguous()  # (F, 4, h, w)
     height, width = latents.shape[3] * VAE_SCALE_FACTOR, latents.shape[4] * VAE_SCALE_FACTOR
     video = torch.empty((num_frames, height, width, 3), dtype=torch.float32)
-    decoder = _Decoder(vae)
-    decoded = 0
-
-    def decode(start: int, stop: int) -> None:
-        nonlocal decoded
-        if check_interrupt:
-            check_interrupt()
-        images = decoder.decode(frames[start:stop])
-        # clamped in the decoder's dtype first, as the original (it casts to float32 on the CPU at the very end)
-        video[start:stop] = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu()
-        decoded = stop
-        if progress:
-            progress(stop, num_frames)
-
+    decoder = _Decoder(vae, frames, video, check_interrupt, progress)
     try:
-        run_in_batches(num_frames, max(1, frames_per_call), decode, memory, "frames per VAE decode")
+        run_in_batches(num_frames, max(1, frames_per_call), decoder, memory, "frames per VAE decode")
         return video
     except BaseException as error:
         if not memory.is_out_of_memory(error):
@@ -83,7 +86,10 @@ def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: i
     memory.release()
     log.warning("AniPortrait: one frame does not fit the VAE decoder's memory; decoding the rest in tiles.")
     decoder.tiled = True
-    first = decoded
-    run_in_batches(num_frames - first, 1, lambda start, stop: decode(first + start, first + stop), memory,
-                   "frames per VAE decode")
+    first = decoder.decoded
+    run_in_batches(num_frames - first, 1, partial(_shifted, decoder, first), memory, "frames per VAE decode")
     return video
+
+
+def _shifted(run: Callable[[int, int], None], offset: int, start: int, stop: int) -> None:
+    run(offset + start, offset + stop)

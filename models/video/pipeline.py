@@ -330,6 +330,41 @@ class _Callbacks:
     preview: Callable[[torch.Tensor], None] | None
 
 
+@dataclass
+class _UNetCalls:
+    """The UNet calls of one denoising step: ``self(start, stop)`` adds the predictions of windows start..stop-1
+    (one call) into ``noise_pred``. An object, not a closure: a traceback keeps the function of each of its frames
+    alive, and a closure's function would keep the work tensors alive after an interrupt."""
+
+    unet: torch.nn.Module
+    batches: _WindowBatches
+    pose_features: _PoseFeatures
+    bank: dict[str, torch.Tensor]
+    latents: torch.Tensor
+    timestep: torch.Tensor
+    noise_pred: torch.Tensor
+    done_before: int
+    total: int
+    callbacks: _Callbacks
+
+    def __call__(self, start: int, stop: int) -> None:
+        if self.callbacks.check_interrupt:
+            self.callbacks.check_interrupt()
+        group, rows = list(range(start, stop)), self.batches.rows
+        per_window = [self.pose_features.get(index) for index in group]
+        features = [torch.cat([window[level] for window in per_window] * rows) for level in range(5)]
+        context, mask = self.batches.context(len(group))
+        prediction = self.unet(self.batches.latent_input(self.latents, group), self.timestep,
+                               encoder_hidden_states=context, pose_features=features, reference_bank=self.bank,
+                               reference_mask=mask)
+        del per_window, features  # before the index_add allocates
+        for position, window_index in enumerate(group):
+            # this window's rows: its unconditional and its conditional prediction
+            self.noise_pred.index_add_(2, self.batches.indices[window_index], prediction[position::len(group)])
+        if self.callbacks.progress:
+            self.callbacks.progress(self.done_before + stop, self.total)
+
+
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
              pose_images: np.ndarray, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
              memory: DeviceMemory, callbacks: _Callbacks) -> torch.Tensor:
@@ -347,25 +382,11 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
     total = len(sampling.timesteps) * len(windows)
     for step, timestep in enumerate(sampling.timesteps):
         noise_pred = torch.zeros((rows, *latents.shape[1:]), dtype=dtype, device=device)
-
-        def predict(start: int, stop: int) -> None:
-            if callbacks.check_interrupt:
-                callbacks.check_interrupt()
-            group = list(range(start, stop))
-            per_window = [pose_features.get(index) for index in group]
-            features = [torch.cat([window[level] for window in per_window] * rows) for level in range(5)]
-            context, mask = batches.context(len(group))
-            prediction = unet(batches.latent_input(latents, group), timesteps[step], encoder_hidden_states=context,
-                              pose_features=features, reference_bank=bank, reference_mask=mask)
-            del per_window, features  # before the index_add allocates
-            for position, window_index in enumerate(group):
-                # this window's rows: its unconditional and its conditional prediction
-                noise_pred.index_add_(2, batches.indices[window_index], prediction[position::len(group)])
-            if callbacks.progress:
-                callbacks.progress(step * len(windows) + stop, total)
-
+        predict = _UNetCalls(unet, batches, pose_features, bank, latents, timesteps[step], noise_pred,
+                             step * len(windows), total, callbacks)
         sampling.windows_per_call = run_in_batches(len(windows), sampling.windows_per_call, predict, memory,
                                                    "context windows per UNet call")
+        del predict
         if sampling.average:
             noise_pred = noise_pred / counter
         if sampling.guided:
