@@ -39,6 +39,7 @@ from .memory import DeviceMemory, run_in_batches
 from .memory_plan import decode_frames_per_call, unet_windows_per_call
 from .reference_unet import round_bank_like_original
 from .scheduler import DDIMSampler
+from .speed import is_compiled
 from .vae import VAE_SCALE_FACTOR, encode_latent, load_vae, vae_pixel_values
 
 log = logging.getLogger("aniportrait")
@@ -233,7 +234,7 @@ class _WindowBatches:
 
     def latent_input(self, latents: torch.Tensor, group: list[int]) -> torch.Tensor:
         """(rows·K, 4, f, h, w): each window's frames, once per CFG row."""
-        index = self.indices[group[0]:group[-1] + 1]
+        index = self.indices[group]
         k, f = index.shape
         chosen = latents[0].index_select(1, index.reshape(-1))  # (4, K·f, h, w)
         batch = chosen.unflatten(1, (k, f)).transpose(0, 1)
@@ -346,11 +347,16 @@ class _UNetCalls:
     done_before: int
     total: int
     callbacks: _Callbacks
+    pad_to: int = 0  # when > 0, every call gets this many windows (a compiled UNet then never recompiles)
 
     def __call__(self, start: int, stop: int) -> None:
         if self.callbacks.check_interrupt:
             self.callbacks.check_interrupt()
-        group, rows = list(range(start, stop)), self.batches.rows
+        real = list(range(start, stop))
+        if self.pad_to and stop < len(self.batches.indices):
+            self.pad_to = stop - start  # a full group: the size to pad to (smaller after running out of memory)
+        # the last group repeats its last window up to the fixed size; the repeats' predictions are not used
+        group, rows = real + real[-1:] * max(0, self.pad_to - len(real)), self.batches.rows
         per_window = [self.pose_features.get(index) for index in group]
         features = [torch.cat([window[level] for window in per_window] * rows) for level in range(5)]
         context, mask = self.batches.context(len(group))
@@ -358,7 +364,7 @@ class _UNetCalls:
                                encoder_hidden_states=context, pose_features=features, reference_bank=self.bank,
                                reference_mask=mask)
         del per_window, features  # before the index_add allocates
-        for position, window_index in enumerate(group):
+        for position, window_index in enumerate(real):
             # this window's rows: its unconditional and its conditional prediction
             self.noise_pred.index_add_(2, self.batches.indices[window_index], prediction[position::len(group)])
         if self.callbacks.progress:
@@ -383,7 +389,8 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
     for step, timestep in enumerate(sampling.timesteps):
         noise_pred = torch.zeros((rows, *latents.shape[1:]), dtype=dtype, device=device)
         predict = _UNetCalls(unet, batches, pose_features, bank, latents, timesteps[step], noise_pred,
-                             step * len(windows), total, callbacks)
+                             step * len(windows), total, callbacks,
+                             pad_to=sampling.windows_per_call if is_compiled(unet) else 0)
         sampling.windows_per_call = run_in_batches(len(windows), sampling.windows_per_call, predict, memory,
                                                    "context windows per UNet call")
         del predict
