@@ -7,14 +7,14 @@ from typing import Callable, Iterator
 import torch
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
-InterruptCheck = Callable[[], None]      # raises to stop the work between model calls
+InterruptCheck = Callable[[], None]      # raises to stop the work (between model calls, or layers)
 
 
 @contextmanager
 def checking_interrupt(check: InterruptCheck | None, *models: torch.nn.Module) -> Iterator[None]:
     """Inside the block, ``check`` also runs before every layer of ``models`` (not only between model calls), so a
     cancel takes effect within one layer's work however large the batch. A flag read per layer costs nothing next to
-    the layer. Layers compiled as a unit (``compiled_unit``) are checked once, before the unit, so the check never
+    the layer. Layers compiled as a unit (marked ``COMPILED_UNIT``) are checked once, before the unit, so the check never
     breaks their compiled graph."""
     handles = []
     if check is not None:

@@ -12,6 +12,7 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
+from ..models.progress import checking_interrupt
 from ..models.video.attention import attention_backend
 from ..models.video.context import context_windows
 from ..models.video.memory_plan import sampler_memory_required
@@ -152,7 +153,8 @@ class ReferenceNetEncode(io.ComfyNode):
     def execute(cls, models, image, width, height) -> io.NodeOutput:
         portrait = rgb_images_to_uint8(image[:1], "image")[0]
         encoders = cached_video_models(models, "image_encoder", "vae", "reference_unet")
-        with attention_backend(comfy_attention(), check_interrupt):
+        with attention_backend(comfy_attention(), check_interrupt), \
+                checking_interrupt(check_interrupt, *vars(encoders).values()):
             return io.NodeOutput(encode_reference(encoders, portrait, width, height))
 
 

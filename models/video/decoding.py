@@ -67,8 +67,9 @@ class _Decoder:
 def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int, memory: DeviceMemory,
                  check_interrupt: InterruptCheck | None = None, progress: ProgressFn | None = None) -> torch.Tensor:
     """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time
-    (fewer after running out of memory, tiled when even one frame does not fit). ``progress(done, F)`` counts
-    decoded frames."""
+    (fewer after running out of memory, tiled when even one frame does not fit). Each batch goes to the CPU as soon
+    as it is decoded, so device memory holds one batch of images at most. ``progress(done, F)`` counts decoded
+    frames."""
     if latents.ndim != 5 or latents.shape[0] != 1:
         raise ValueError(f"expected latents (1, 4, F, h, w), got {tuple(latents.shape)}")
     num_frames = latents.shape[2]
