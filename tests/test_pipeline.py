@@ -244,7 +244,9 @@ def test_long_video_runs_through_all_windows(models, reference, poses):
     video = generate(models, reference, poses, steps=1, progress=lambda done, total: progress.append(done))
     assert video.shape == (100, SIZE, SIZE, 3)
     assert torch.isfinite(video).all()
-    assert progress[-1] == len(context_windows(100)) == 9
+    windows = len(context_windows(100))
+    assert windows == 9
+    assert windows in progress and progress[-1] == windows + 100  # every window ran (one step), then every frame
 
 
 # --- weight layouts ----------------------------------------------------------------------------------------------
