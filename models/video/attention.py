@@ -13,7 +13,6 @@ use ``sdpa_attention``. Both take and return (B, L, heads*dim) tensors, heads gi
 from __future__ import annotations
 
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Callable, Iterator
 
 import torch
@@ -33,10 +32,10 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int
     if batch <= BATCH_LIMIT:
         return _sdpa(q, k, v, heads)
     out = torch.empty((batch, queries, inner), dtype=q.dtype, device=q.device)
-    check = _INTERRUPT.get()
     for start in range(0, batch, BATCH_LIMIT):
-        if check is not None:
-            check()
+        # inside a compiled graph the check would break the graph; compiled units are checked between them
+        if _current.check_interrupt is not None and not torch.compiler.is_compiling():
+            _current.check_interrupt()
         rows = slice(start, start + BATCH_LIMIT)
         out[rows] = _sdpa(q[rows], k[rows], v[rows], heads)
     return out
@@ -52,13 +51,22 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torc
     return out.transpose(1, 2).reshape(batch, -1, inner)
 
 
-_BACKEND: ContextVar[AttentionFn] = ContextVar("aniportrait_attention", default=sdpa_attention)
-_INTERRUPT: ContextVar[InterruptCheck | None] = ContextVar("aniportrait_attention_interrupt", default=None)
+class _Current:
+    """The installed kernel and interrupt check: plain attributes, not context variables, because torch.compile
+    traces attribute reads but not ``ContextVar.get``. ComfyUI runs one prompt at a time, so one setting per
+    process is enough."""
+
+    def __init__(self) -> None:
+        self.backend: AttentionFn = sdpa_attention
+        self.check_interrupt: InterruptCheck | None = None
+
+
+_current = _Current()
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """Multi-head attention through the current backend (``sdpa_attention`` unless a host installed another)."""
-    return _BACKEND.get()(q, k, v, heads=heads)
+    return _current.backend(q, k, v, heads=heads)
 
 
 @contextmanager
@@ -66,11 +74,9 @@ def attention_backend(function: AttentionFn | None = None,
                       check_interrupt: InterruptCheck | None = None) -> Iterator[None]:
     """Run the enclosed model calls with ``function`` as the attention kernel (None: keep the current one) and
     ``check_interrupt`` called between the slices of a split batch."""
-    backend = _BACKEND.set(function) if function is not None else None
-    interrupt = _INTERRUPT.set(check_interrupt)
+    before = _current.backend, _current.check_interrupt
+    _current.backend, _current.check_interrupt = function or before[0], check_interrupt
     try:
         yield
     finally:
-        _INTERRUPT.reset(interrupt)
-        if backend is not None:
-            _BACKEND.reset(backend)
+        _current.backend, _current.check_interrupt = before
