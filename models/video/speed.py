@@ -1,9 +1,10 @@
 """Opt-in speed settings of the denoising UNet: ``channels_last`` weights and ``torch.compile``.
 
-Both change only float rounding (checked against the golden tolerances in tests/test_speed_options.py).
-``torch.compile`` compiles each down/mid/up block on its own, with static shapes: the sampler then sends every
-UNet call the same window-group shape (``fixed_group`` pads the last group), so nothing recompiles after the first
-step; the interrupt check runs between blocks (``progress.COMPILED_UNIT``), never inside a compiled graph.
+Both change only float rounding (tests/test_sampler_resources.py: within what batching windows already moves the
+video). ``torch.compile`` compiles each down/mid/up block on its own, with static shapes: the sampler then sends
+every UNet call the same window-group shape (it pads the last group, ``pipeline._UNetCalls.pad_to``), so nothing
+recompiles after the first call; the interrupt check runs between blocks (``progress.COMPILED_UNIT``), never
+inside a compiled graph.
 The settings are applied to the (shared, cached) module in place and undone by ``apply_speed(unet, ())``.
 """
 from __future__ import annotations
