@@ -1,13 +1,14 @@
 """AniPortrait Kit for ComfyUI: audio-driven portrait animation and face reenactment (AniPortrait, numerically
 faithful). ComfyUI imports this file; the model code lives in ``models/`` and imports without ComfyUI."""
 from .nodes import AniPortraitExtension
-from .nodes.common import install_free_hook, register_model_folder
+from .nodes.common import register_model_folder
 from .nodes import routes
+from .nodes.runtime import install_memory_hooks
 
 WEB_DIRECTORY = "./web"
 
 register_model_folder()
-install_free_hook()
+install_memory_hooks()
 routes.register()
 
 

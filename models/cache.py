@@ -6,9 +6,17 @@ offload them (see ``nodes/common.py``); outside ComfyUI (tests, benchmarks) they
 """
 from __future__ import annotations
 
+import gc
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Hashable
+
+import psutil
+
+# host memory the cache leaves free for the work itself (decoded frames, audio, other nodes) before it lets go of
+# idle models
+HOST_MEMORY_RESERVE = 4 * 2 ** 30
 
 
 def file_identity(path: Path | str) -> tuple[str, int, int]:
@@ -21,17 +29,44 @@ def file_identity(path: Path | str) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-class ModelCache:
-    def __init__(self) -> None:
-        self._entries: dict[Hashable, Any] = {}
-        self._lock = threading.RLock()
+def available_host_memory() -> int:
+    return psutil.virtual_memory().available
 
-    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
-        """The cached value for ``key``, loading it with ``load()`` on first use."""
+
+class ModelCache:
+    """Models by key, least recently used first. Under host-memory pressure the cache lets go of idle entries (the
+    host says which are idle, e.g. those ComfyUI has offloaded from the GPU) instead of keeping them until /free."""
+
+    def __init__(self, available: Callable[[], int] = available_host_memory,
+                 reserve: int = HOST_MEMORY_RESERVE) -> None:
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.RLock()
+        self.available = available
+        self.reserve = reserve
+        self.is_idle: Callable[[Hashable], bool] = lambda key: True
+
+    def get(self, key: Hashable, load: Callable[[], Any], size_hint: int = 0) -> Any:
+        """The cached value for ``key``, loading it with ``load()`` on first use (after making room for about
+        ``size_hint`` bytes)."""
         with self._lock:
             if key not in self._entries:
+                self.release_idle(size_hint)
                 self._entries[key] = load()
+            self._entries.move_to_end(key)
             return self._entries[key]
+
+    def release_idle(self, needed: int = 0) -> int:
+        """Forget idle entries, least recently used first, while less than ``needed`` + the reserve bytes of host
+        memory are available. Returns how many were forgotten."""
+        count = 0
+        with self._lock:
+            for key in [key for key in self._entries if self.is_idle(key)]:
+                if self.available() >= needed + self.reserve:
+                    break
+                del self._entries[key]
+                gc.collect()  # the memory comes back only once the model's reference cycles are gone
+                count += 1
+        return count
 
     def keys(self) -> list[Hashable]:
         return list(self._entries)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Mapping
+from typing import Callable, Hashable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import folder_paths
 from ..models.cache import MODEL_CACHE
 from ..models.files import ensure_models
 from ..models.registry import MODEL_FILES
+from .runtime import mark_in_use
 
 log = logging.getLogger("aniportrait")
 
@@ -86,22 +87,27 @@ def torch_device() -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device | None = None) -> torch.dtype:
-    """``auto`` is fp16 on a GPU (what AniPortrait was run with) and fp32 on the CPU."""
+    """``auto`` follows ComfyUI for the device (and its --force-fp16/--force-fp32...): fp16 where it would use fp16
+    (what AniPortrait was run with), else bf16 where it would use that, else fp32 (the CPU)."""
     device = device or torch_device()
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if mm.should_use_fp16(device):
+            return torch.float16
+        return torch.bfloat16 if mm.should_use_bf16(device) else torch.float32
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
 
 
 ModelBuilder = Callable[[], torch.nn.Module]
 
 
-def cached_models(entries: Mapping[str, tuple[Hashable, ModelBuilder]]) -> dict[str, torch.nn.Module]:
+def cached_models(entries: Mapping[str, tuple[Hashable, ModelBuilder]],
+                  memory_required: int = 0) -> dict[str, torch.nn.Module]:
     """Models from the shared cache (``{name: (cache key, build)}``), put on the compute device together.
 
     ``build`` makes a model on the CPU. The cache keeps it wrapped in a ModelPatcher so ComfyUI's memory manager
     accounts for it and can offload it when other nodes need the memory. Loading a node's models in one call
-    keeps ComfyUI from offloading one of them to make room for the next.
+    keeps ComfyUI from offloading one of them to make room for the next; ``memory_required`` (bytes of work
+    memory the node will need besides the weights) makes ComfyUI evict idle models first.
     """
     def wrap(build: ModelBuilder) -> comfy.model_patcher.ModelPatcher:
         holder = _PatcherHolder(build().eval())
@@ -109,8 +115,9 @@ def cached_models(entries: Mapping[str, tuple[Hashable, ModelBuilder]]) -> dict[
                                                 offload_device=mm.unet_offload_device(),
                                                 size=mm.module_size(holder))
 
+    mark_in_use(key for key, _ in entries.values())
     patchers = {name: MODEL_CACHE.get(key, lambda build=build: wrap(build)) for name, (key, build) in entries.items()}
-    mm.load_models_gpu(list(patchers.values()))
+    mm.load_models_gpu(list(patchers.values()), memory_required=memory_required)
     return {name: patcher.model.held for name, patcher in patchers.items()}
 
 
@@ -125,23 +132,6 @@ class _PatcherHolder(torch.nn.Module):
     def __init__(self, held: torch.nn.Module) -> None:
         super().__init__()
         self.held = held
-
-
-def install_free_hook() -> None:
-    """ComfyUI's "unload models" (POST /free) also empties our cache, so the memory is really returned."""
-    original = mm.unload_all_models
-    if getattr(original, "_aniportrait_hook", False):
-        return
-
-    def unload_all_models(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs)
-        count = MODEL_CACHE.clear()
-        if count:
-            log.info("AniPortrait: freed %d cached model(s)", count)
-        return result
-
-    unload_all_models._aniportrait_hook = True
-    mm.unload_all_models = unload_all_models
 
 
 def check_interrupt() -> None:

@@ -13,16 +13,24 @@ import comfy.model_management as mm
 import folder_paths
 
 from ..models.video.config import Lmk2VideoConfig, PoseGuiderConfig
+from ..models.progress import checking_interrupt
+from ..models.video.attention import attention_backend
+from ..models.video.context import context_windows
+from ..models.video.memory_plan import sampler_memory_required
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
+from ..models.video.speed import apply_speed
 from . import types as apk
-from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, model_choices, progress_bar,
-                     resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
+from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, model_choices, resolve_dtype,
+                     resolve_models, rgb_images_to_uint8, torch_device)
+from .runtime import SamplerProgress, comfy_attention, comfy_device_memory, vae_dtype
 
 WEIGHT_FILES = [".pth", ".safetensors"]
 # single-file VAEs from ComfyUI's own models/vae folder are listed with this prefix
 COMFY_VAE_PREFIX = "models/vae/"
 BLEND_CHOICES = {"average": "average", "sum (original at cfg<=1)": "sum (original, guidance<=1)"}
 LOOP_CHOICES = {"closed (original)": True, "open": False}
+SPEED_CHOICES = {"default": (), "channels_last": ("channels_last",), "torch.compile": ("compile",),
+                 "torch.compile + channels_last": ("compile", "channels_last")}
 
 
 @dataclass(frozen=True)
@@ -31,15 +39,18 @@ class VideoModelsHandle:
 
     files: VideoModelFiles
     dtype: torch.dtype
+    vae_dtype: torch.dtype | None = None  # None: the same as dtype
 
 
-def cached_video_models(handle: VideoModelsHandle, *parts: str) -> SimpleNamespace:
-    """The networks a node needs (as attributes), from the shared model cache, put on the compute device together."""
-    files, dtype = handle.files, handle.dtype
+def cached_video_models(handle: VideoModelsHandle, *parts: str, memory_required: int = 0) -> SimpleNamespace:
+    """The networks a node needs (as attributes), from the shared model cache, put on the compute device together
+    (``memory_required``: the node's work memory, see ``cached_models``)."""
+    files = handle.files
     device = str(torch_device())
-    entries = {part: (("apk_lmk2video", files.cache_key(part), dtype, device),
-                      lambda part=part: files.load(part, dtype)) for part in parts}
-    return SimpleNamespace(**cached_models(entries))
+    dtypes = {part: handle.vae_dtype if part == "vae" and handle.vae_dtype else handle.dtype for part in parts}
+    entries = {part: (("apk_lmk2video", files.cache_key(part), dtypes[part], device),
+                      lambda part=part: files.load(part, dtypes[part])) for part in parts}
+    return SimpleNamespace(**cached_models(entries, memory_required))
 
 
 def _vae_choices() -> list[str]:
@@ -84,7 +95,10 @@ class LoadLmk2VideoModels(io.ComfyNode):
                                tooltip="CLIP image encoder folder (lambdalabs/sd-image-variations-diffusers "
                                        "image_encoder)."),
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
-                               tooltip="auto: fp16 on a GPU (what AniPortrait uses), fp32 on the CPU."),
+                               tooltip="auto: as ComfyUI decides for the device: fp16 on most GPUs (what "
+                                       "AniPortrait uses), bf16 where fp16 is slow, fp32 on the CPU; the VAE "
+                                       "follows --fp32-vae/--bf16-vae/--fp16-vae. A VAE batch that overflows in "
+                                       "half precision is decoded again in fp32."),
                 io.Int.Input("pose_guider_heads", default=16, min=1, max=128, optional=True,
                              tooltip="Attention heads of the PoseGuider's inner transformers. Leave at 16 for "
                                      "AniPortrait's pose_guider.pth; only non-standard checkpoints differ."),
@@ -112,7 +126,8 @@ class LoadLmk2VideoModels(io.ComfyNode):
             vae=_comfy_vae_file(vae) if single_file_vae else paths["vae"],
             image_encoder=paths["image_encoder"],
             config=Lmk2VideoConfig(pose_guider=PoseGuiderConfig(pose_guider_heads, pose_guider_head_dim)))
-        return io.NodeOutput(VideoModelsHandle(files, resolve_dtype(precision)))
+        dtype = resolve_dtype(precision)
+        return io.NodeOutput(VideoModelsHandle(files, dtype, vae_dtype(precision, dtype, torch_device())))
 
 
 class ReferenceNetEncode(io.ComfyNode):
@@ -139,7 +154,9 @@ class ReferenceNetEncode(io.ComfyNode):
     def execute(cls, models, image, width, height) -> io.NodeOutput:
         portrait = rgb_images_to_uint8(image[:1], "image")[0]
         encoders = cached_video_models(models, "image_encoder", "vae", "reference_unet")
-        return io.NodeOutput(encode_reference(encoders, portrait, width, height))
+        with attention_backend(comfy_attention(), check_interrupt), \
+                checking_interrupt(check_interrupt, *vars(encoders).values()):
+            return io.NodeOutput(encode_reference(encoders, portrait, width, height))
 
 
 class Lmk2VideoSampler(io.ComfyNode):
@@ -175,24 +192,34 @@ class Lmk2VideoSampler(io.ComfyNode):
                                tooltip="closed: AniPortrait's windows, the last one wraps around to the first "
                                        "frames (the video's end is blended towards its start). open: the last "
                                        "window ends on the last frame instead."),
+                io.Combo.Input("speed", options=list(SPEED_CHOICES), default="default", optional=True,
+                               tooltip="GPU speed-ups (same video up to float rounding). channels_last: faster "
+                                       "convolutions on recent NVIDIA GPUs. torch.compile: compiles the UNet on "
+                                       "the first run (minutes; needs a working Triton), faster afterwards."),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="The generated video frames (RGB).")])
 
     @classmethod
     def execute(cls, models, reference: EncodedReference, pose_images, steps, cfg, seed, context_frames,
-                context_overlap, window_blend, loop) -> io.NodeOutput:
+                context_overlap, window_blend, loop, speed="default") -> io.NodeOutput:
         # checked before the networks load (the sampler checks it too, but only after loading them)
         if context_overlap >= context_frames:
             raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
                              f"({context_frames}); lower context_overlap or raise context_frames.")
         # IMAGE is display RGB; the networks were trained on the drawing's raw channel order (reversed)
         raw_pose = np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
-        networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae")
-        frames = generate(networks, reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
-                          context_frames=context_frames, context_overlap=context_overlap,
-                          window_blend=BLEND_CHOICES[window_blend], closed_loop=LOOP_CHOICES[loop],
-                          progress=progress_bar(steps), check_interrupt=check_interrupt,
-                          scheduler_config=models.files.config.scheduler)
+        window = len(context_windows(len(raw_pose), context_frames, context_overlap, LOOP_CHOICES[loop])[0])
+        work = sampler_memory_required(window, reference.width, reference.height, cfg > 1.0, models.dtype)
+        networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae", memory_required=work)
+        apply_speed(networks.denoising_unet, SPEED_CHOICES[speed])
+        bar = SamplerProgress(torch_device())
+        with attention_backend(comfy_attention()):
+            frames = generate(networks, reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
+                              context_frames=context_frames, context_overlap=context_overlap,
+                              window_blend=BLEND_CHOICES[window_blend], closed_loop=LOOP_CHOICES[loop],
+                              progress=bar.progress, preview=bar.preview, check_interrupt=check_interrupt,
+                              memory=comfy_device_memory(),
+                              scheduler_config=models.files.config.scheduler)
         return io.NodeOutput(frames.to(mm.intermediate_device()))
 
 

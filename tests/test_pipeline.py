@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from models.checkpoint import read_state_dict
 from models.video.clip_encoder import encode_image, load_image_encoder
 from models.video.context import context_windows, frame_coverage
+from models.video.motion_module import VanillaTemporalModule
 from models.video.pipeline import (encode_reference, generate, initial_noise, load_video_models,
                                    snap_to_latent_grid)
 from models.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, load_vae, to_diffusers_layout
@@ -197,21 +198,45 @@ def test_alive_tensor_probe_finds_tensors():
     assert _alive_tensors_with_frames(29) == [tuple(probe.shape)]
 
 
-def test_interrupt_stops_between_unet_calls_and_frees_the_work(models, reference, poses):
+def test_interrupt_stops_inside_a_unet_call_and_frees_the_work(models, reference, poses):
+    """A cancel takes effect before the next layer, not at the end of the (possibly long) UNet call."""
     frames = 23  # a frame count no other tensor has
-    calls, progress = [], []
+    unet = models.denoising_unet
+    cancelled, finished_after_cancel, progress = [], [], []
+    first_motion_module = next(m for m in unet.modules() if isinstance(m, VanillaTemporalModule))
 
-    def cancel_on_third_call():
-        calls.append(1)
-        if len(calls) == 3:
+    def check_interrupt():
+        if cancelled:
             raise Cancelled
 
-    with pytest.raises(Cancelled) as raised:
-        generate(models, reference, poses[:frames], windows_per_call=1, check_interrupt=cancel_on_third_call,
-                 progress=lambda done, total: progress.append((done, total)), **SHORT)
-    assert progress == [(1, 16), (2, 16)]  # 8 windows x 2 steps; two UNet calls ran
+    def note_finished(module, *_):
+        if cancelled:
+            finished_after_cancel.append(module)
+
+    hooks = [first_motion_module.register_forward_hook(lambda *_: cancelled.append(True))]
+    hooks += [module.register_forward_hook(note_finished) for module in unet.modules()
+              if module is not first_motion_module]
+    try:
+        with pytest.raises(Cancelled) as raised:
+            generate(models, reference, poses[:frames], windows_per_call=1, check_interrupt=check_interrupt,
+                     progress=lambda done, total: progress.append((done, total)), **SHORT)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert cancelled and finished_after_cancel == [] and progress == []
     assert raised.value.__traceback__ is not None  # the exception (and its frames) are still alive here
     assert _alive_tensors_with_frames(frames) == []
+    assert not any(module._forward_pre_hooks for module in unet.modules())  # the interrupt checks are gone
+
+
+def test_progress_counts_windows_then_decoded_frames(models, reference, poses):
+    progress = []
+    generate(models, reference, poses[:12], windows_per_call=2, decode_batch=5,
+             progress=lambda done, total: progress.append((done, total)), **SHORT)
+    windows = len(context_windows(12, 4, 1))
+    total = 2 * windows + 12
+    assert progress == [(done, total) for done in range(2, 2 * windows + 1, 2)] + \
+        [(2 * windows + done, total) for done in (5, 10, 12)]
 
 
 def test_long_video_runs_through_all_windows(models, reference, poses):
@@ -219,7 +244,9 @@ def test_long_video_runs_through_all_windows(models, reference, poses):
     video = generate(models, reference, poses, steps=1, progress=lambda done, total: progress.append(done))
     assert video.shape == (100, SIZE, SIZE, 3)
     assert torch.isfinite(video).all()
-    assert progress[-1] == len(context_windows(100)) == 9
+    windows = len(context_windows(100))
+    assert windows == 9
+    assert windows in progress and progress[-1] == windows + 100  # every window ran (one step), then every frame
 
 
 # --- weight layouts ----------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Plain-PyTorch restatements of the diffusers 0.24 layers AniPortrait was built from, with the same attribute names
 (so the released state dicts load unchanged) and the same operation order (so results agree to float rounding).
-Attention always runs through ``F.scaled_dot_product_attention``, which is what diffusers' default processor
-(``AttnProcessor2_0``) called in the original.
+Attention runs through ``attention.attention``: ``F.scaled_dot_product_attention`` (what diffusers' default
+processor ``AttnProcessor2_0`` called in the original) unless the host installed its own kernel.
 
 Video tensors travel with their frames folded into the batch, b-major: row ``b * frames + f`` is frame ``f`` of
 batch element ``b``, as the original's ``rearrange("b c f h w -> (b f) c h w")``. Per-frame layers therefore see
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .attention import attention
 
 # GroupNorm epsilon of diffusers' Transformer2DModel (and the PoseGuider's copy of it), independent of the UNet's.
 TRANSFORMER_NORM_EPS = 1e-6
@@ -73,13 +75,7 @@ class Attention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Multi-head attention of projected (N, Lq, inner) queries over (N, Lk, inner) keys/values."""
-        n, inner = q.shape[0], q.shape[-1]
-
-        def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(n, -1, self.heads, inner // self.heads).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
-        return out.transpose(1, 2).reshape(n, -1, inner)
+        return attention(q, k, v, self.heads)
 
     def attend_with_reference(self, x: torch.Tensor, reference_tokens: torch.Tensor,
                               row_groups: tuple[tuple[slice, bool], ...]) -> torch.Tensor:

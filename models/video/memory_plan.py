@@ -36,14 +36,25 @@ def free_device_memory(device: torch.device) -> int:
     return int(psutil.virtual_memory().available * MEMORY_HEADROOM)
 
 
+def unet_window_bytes(window_frames: int, width: int, height: int, guided: bool, dtype: torch.dtype) -> int:
+    """Working memory of one context window (both CFG rows when ``guided``) in a UNet call."""
+    rows = 2 if guided else 1
+    latent_elements = window_frames * (height // VAE_SCALE_FACTOR) * (width // VAE_SCALE_FACTOR) * rows
+    return UNET_BYTES_PER_LATENT_ELEMENT * latent_elements * dtype.itemsize
+
+
 def unet_windows_per_call(window_frames: int, width: int, height: int, guided: bool, dtype: torch.dtype,
                           budget: int, num_windows: int) -> int:
     """How many context windows one UNet call takes: as many as fit half of ``budget`` bytes (the other half is
     for cached PoseGuider features and decoding), at least one."""
-    rows = 2 if guided else 1
-    latent_elements = window_frames * (height // VAE_SCALE_FACTOR) * (width // VAE_SCALE_FACTOR) * rows
-    per_window = UNET_BYTES_PER_LATENT_ELEMENT * latent_elements * dtype.itemsize
+    per_window = unet_window_bytes(window_frames, width, height, guided, dtype)
     return max(1, min(num_windows, budget // 2 // per_window))
+
+
+def sampler_memory_required(window_frames: int, width: int, height: int, guided: bool, dtype: torch.dtype) -> int:
+    """The least working memory the sampler plans with (one window per UNet call, i.e. a budget of twice its
+    cost): what a host should keep free besides the weights."""
+    return 2 * unet_window_bytes(window_frames, width, height, guided, dtype)
 
 
 def decode_frames_per_call(width: int, height: int, dtype: torch.dtype, budget: int) -> int:

@@ -29,15 +29,19 @@ import numpy as np
 import torch
 
 from ..cache import file_identity
-from ..progress import InterruptCheck, ProgressFn
+from ..progress import InterruptCheck, ProgressFn, checking_interrupt
+from .attention import attention_backend
 from .clip_encoder import encode_image, load_image_encoder
 from .config import RELEASED_CONFIG, Lmk2VideoConfig
 from .context import context_windows, frame_coverage
+from .decoding import decode_video
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
-from .memory_plan import decode_frames_per_call, free_device_memory, unet_windows_per_call
+from .memory import DeviceMemory, run_in_batches
+from .memory_plan import decode_frames_per_call, unet_windows_per_call
 from .reference_unet import round_bank_like_original
 from .scheduler import DDIMConfig, DDIMSampler
-from .vae import VAE_SCALE_FACTOR, decode_latents, encode_latent, load_vae, vae_pixel_values
+from .speed import is_compiled
+from .vae import VAE_SCALE_FACTOR, encode_latent, load_vae, vae_pixel_values
 
 log = logging.getLogger("aniportrait")
 
@@ -213,12 +217,10 @@ class _WindowBatches:
     """Index tensors, contexts and masks for UNet calls over several windows at once."""
 
     def __init__(self, windows: list[list[int]], clip_embeds: torch.Tensor, guided: bool,
-                 windows_per_call: int, device: torch.device) -> None:
+                 device: torch.device) -> None:
         self.indices = torch.tensor(windows, dtype=torch.int64, device=device)  # (n_windows, f)
         self.guided = guided
         self.rows = 2 if guided else 1
-        self.groups = [list(range(start, min(start + windows_per_call, len(windows))))
-                       for start in range(0, len(windows), windows_per_call)]
         self._clip_embeds = clip_embeds
         self._contexts: dict[int, tuple[torch.Tensor, list[bool]]] = {}
 
@@ -235,7 +237,7 @@ class _WindowBatches:
 
     def latent_input(self, latents: torch.Tensor, group: list[int]) -> torch.Tensor:
         """(rows·K, 4, f, h, w): each window's frames, once per CFG row."""
-        index = self.indices[group[0]:group[-1] + 1]
+        index = self.indices[group]
         k, f = index.shape
         chosen = latents[0].index_select(1, index.reshape(-1))  # (4, K·f, h, w)
         batch = chosen.unflatten(1, (k, f)).transpose(0, 1)
@@ -262,13 +264,17 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
              windows_per_call: int | None = None, decode_batch: int | None = None,
              memory_budget: int | None = None, progress: ProgressFn | None = None,
              check_interrupt: InterruptCheck | None = None,
-             on_step: Callable[[int, torch.Tensor], None] | None = None,
+             on_step: Callable[[int, torch.Tensor], None] | None = None, memory: DeviceMemory | None = None,
+             preview: Callable[[torch.Tensor], None] | None = None,
              scheduler_config: DDIMConfig = RELEASED_CONFIG.scheduler) -> torch.Tensor:
     """Animate ``reference`` along ``pose_images`` (uint8 (F, H, W, 3) in the RAW drawing channel order).
 
     Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU. ``guidance`` <= 1 runs without CFG (as the
     original). ``windows_per_call`` / ``decode_batch`` / ``memory_budget`` (bytes) default to a plan from the free
-    device memory. ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them).
+    device memory (``memory``: how to measure it and recover from running out; out of memory halves the batches
+    and retries). ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them), ``preview``
+    the predicted clean latents x0 (1, 4, F, h, w) of the step. ``progress(done, total)`` counts UNet windows,
+    then decoded frames; ``check_interrupt`` also runs before every layer, so a cancel takes effect at once.
     ``scheduler_config``: the inference config's noise_scheduler_kwargs (``VideoModelFiles.config.scheduler``).
     """
     if window_blend not in WINDOW_BLENDS:
@@ -289,7 +295,8 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
         latents = init_latents.to(dtype)
 
     guided = guidance > 1.0
-    budget = free_device_memory(device) if memory_budget is None else memory_budget
+    memory = memory or DeviceMemory()
+    budget = memory.budget(device) if memory_budget is None else memory_budget
     if windows_per_call is None:
         windows_per_call = unet_windows_per_call(len(windows[0]), width, height, guided, dtype, budget, len(windows))
     scheduler = DDIMSampler(scheduler_config)
@@ -298,33 +305,85 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
                          windows_per_call=windows_per_call, pose_cache_budget=budget // 4)
     log.info("AniPortrait: %d frames in %d windows, %d per UNet call, %d steps%s.", num_frames, len(windows),
              windows_per_call, steps, ", CFG" if guided else "")
+    denoise_work = len(sampling.timesteps) * len(windows)
+    total_work = denoise_work + num_frames
     try:
-        latents = _denoise(unet, pose_guider, reference, pose_images, latents.to(device), scheduler, sampling,
-                           progress, check_interrupt, on_step)
-        if decode_batch is None:
-            # measured again: the denoising work tensors are gone now
-            decode_budget = free_device_memory(device) if memory_budget is None else memory_budget
-            decode_batch = decode_frames_per_call(width, height, dtype, decode_budget)
-        return decode_latents(vae, latents, decode_batch, check_interrupt)
+        with checking_interrupt(check_interrupt, unet, pose_guider, vae), \
+                attention_backend(check_interrupt=check_interrupt):
+            latents = _denoise(unet, pose_guider, reference, pose_images, latents.to(device), scheduler, sampling,
+                               memory, _Callbacks(progress and (lambda done, _: progress(done, total_work)),
+                                                  check_interrupt, on_step, preview))
+            if decode_batch is None:
+                # measured again: the denoising work tensors are gone now
+                decode_budget = memory.budget(device) if memory_budget is None else memory_budget
+                decode_batch = decode_frames_per_call(width, height, dtype, decode_budget)
+            return decode_video(vae, latents, decode_batch, memory, check_interrupt,
+                                progress and (lambda done, _: progress(denoise_work + done, total_work)))
     except BaseException as error:
         # an interrupt or error must not keep the work tensors alive through the frames of its traceback
         traceback.clear_frames(error.__traceback__)
         raise
     finally:
         latents = None
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        memory.release()
+
+
+@dataclass
+class _Callbacks:
+    progress: ProgressFn | None
+    check_interrupt: InterruptCheck | None
+    on_step: Callable[[int, torch.Tensor], None] | None
+    preview: Callable[[torch.Tensor], None] | None
+
+
+@dataclass
+class _UNetCalls:
+    """The UNet calls of one denoising step: ``self(start, stop)`` adds the predictions of windows start..stop-1
+    (one call) into ``noise_pred``. An object, not a closure: a traceback keeps the function of each of its frames
+    alive, and a closure's function would keep the work tensors alive after an interrupt."""
+
+    unet: torch.nn.Module
+    batches: _WindowBatches
+    pose_features: _PoseFeatures
+    bank: dict[str, torch.Tensor]
+    latents: torch.Tensor
+    timestep: torch.Tensor
+    noise_pred: torch.Tensor
+    done_before: int
+    total: int
+    callbacks: _Callbacks
+    pad_to: int = 0  # when > 0, every call gets this many windows (a compiled UNet then never recompiles)
+
+    def __call__(self, start: int, stop: int) -> None:
+        if self.callbacks.check_interrupt:
+            self.callbacks.check_interrupt()
+        real = list(range(start, stop))
+        if self.pad_to and stop < len(self.batches.indices):
+            self.pad_to = stop - start  # a full group: the size to pad to (smaller after running out of memory)
+        # the last group repeats its last window up to the fixed size; the repeats' predictions are not used
+        group, rows = real + real[-1:] * max(0, self.pad_to - len(real)), self.batches.rows
+        per_window = [self.pose_features.get(index) for index in group]
+        features = [torch.cat([window[level] for window in per_window] * rows) for level in range(5)]
+        context, mask = self.batches.context(len(group))
+        prediction = self.unet(self.batches.latent_input(self.latents, group), self.timestep,
+                               encoder_hidden_states=context, pose_features=features, reference_bank=self.bank,
+                               reference_mask=mask)
+        del per_window, features  # before the index_add allocates
+        for position, window_index in enumerate(real):
+            # this window's rows: its unconditional and its conditional prediction
+            self.noise_pred.index_add_(2, self.batches.indices[window_index], prediction[position::len(group)])
+        if self.callbacks.progress:
+            self.callbacks.progress(self.done_before + stop, self.total)
 
 
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
              pose_images: np.ndarray, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
-             progress: ProgressFn | None, check_interrupt: InterruptCheck | None,
-             on_step: Callable[[int, torch.Tensor], None] | None) -> torch.Tensor:
-    """The DDIM loop over all steps and windows (spec §10.4); returns the final latents."""
+             memory: DeviceMemory, callbacks: _Callbacks) -> torch.Tensor:
+    """The DDIM loop over all steps and windows (spec §10.4); returns the final latents. Runs of windows share a
+    UNet call (``sampling.windows_per_call``, fewer after running out of memory)."""
     device, dtype = latents.device, latents.dtype
     windows = sampling.windows
-    batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided,
-                             sampling.windows_per_call, device)
+    batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided, device)
     rows = batches.rows
     pose_features = _PoseFeatures(pose_guider, pose_images, windows, device, dtype, sampling.pose_cache_budget)
     bank = {name: value.to(device=device, dtype=dtype) for name, value in reference.bank.items()}
@@ -332,30 +391,22 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
     timesteps = torch.tensor(sampling.timesteps, dtype=torch.int64).to(device)
     latents = latents * scheduler.init_noise_sigma
     total = len(sampling.timesteps) * len(windows)
-    done = 0
     for step, timestep in enumerate(sampling.timesteps):
         noise_pred = torch.zeros((rows, *latents.shape[1:]), dtype=dtype, device=device)
-        for group in batches.groups:
-            if check_interrupt:
-                check_interrupt()
-            per_window = [pose_features.get(index) for index in group]
-            features = [torch.cat([window[level] for window in per_window] * rows) for level in range(5)]
-            context, mask = batches.context(len(group))
-            prediction = unet(batches.latent_input(latents, group), timesteps[step], encoder_hidden_states=context,
-                              pose_features=features, reference_bank=bank, reference_mask=mask)
-            for position, window_index in enumerate(group):
-                # this window's rows: its unconditional and its conditional prediction
-                noise_pred.index_add_(2, batches.indices[window_index], prediction[position::len(group)])
-            del per_window, features, prediction  # before the next call allocates its own
-            done += len(group)
-            if progress:
-                progress(done, total)
+        predict = _UNetCalls(unet, batches, pose_features, bank, latents, timesteps[step], noise_pred,
+                             step * len(windows), total, callbacks,
+                             pad_to=sampling.windows_per_call if is_compiled(unet) else 0)
+        sampling.windows_per_call = run_in_batches(len(windows), sampling.windows_per_call, predict, memory,
+                                                   "context windows per UNet call")
+        del predict
         if sampling.average:
             noise_pred = noise_pred / counter
         if sampling.guided:
             uncond, cond = noise_pred.chunk(2)
             noise_pred = uncond + sampling.guidance * (cond - uncond)
-        latents, _ = scheduler.step(noise_pred, timestep, latents)
-        if on_step:
-            on_step(step, latents)
+        latents, clean = scheduler.step(noise_pred, timestep, latents)
+        if callbacks.on_step:
+            callbacks.on_step(step, latents)
+        if callbacks.preview:
+            callbacks.preview(clean)
     return latents

@@ -155,25 +155,11 @@ def encode_latent(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     return vae.encode(pixels.to(device=weight.device, dtype=weight.dtype)).latent_dist.mean * LATENT_SCALE
 
 
-@torch.no_grad()
 def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int = 1,
                    check_interrupt: InterruptCheck | None = None) -> torch.Tensor:
-    """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time.
+    """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time:
+    ``decoding.decode_video`` with the library's memory handling."""
+    from .decoding import decode_video  # these build on this module
+    from .memory import DeviceMemory
 
-    Each batch goes to the CPU as soon as it is decoded, so device memory holds one batch of images at most.
-    """
-    if latents.ndim != 5 or latents.shape[0] != 1:
-        raise ValueError(f"expected latents (1, 4, F, h, w), got {tuple(latents.shape)}")
-    num_frames = latents.shape[2]
-    frames_per_call = max(1, frames_per_call)
-    frames = (1 / LATENT_SCALE * latents)[0].transpose(0, 1).contiguous()  # (F, 4, h, w)
-    height, width = latents.shape[3] * VAE_SCALE_FACTOR, latents.shape[4] * VAE_SCALE_FACTOR
-    video = torch.empty((num_frames, height, width, 3), dtype=torch.float32)
-    for start in range(0, num_frames, frames_per_call):
-        if check_interrupt:
-            check_interrupt()
-        images = vae.decode(frames[start:start + frames_per_call]).sample
-        # in the model's dtype first, as the original (it casts to float32 on the CPU at the very end)
-        images = (images / 2 + 0.5).clamp(0, 1)
-        video[start:start + images.shape[0]] = images.permute(0, 2, 3, 1).float().cpu()
-    return video
+    return decode_video(vae, latents, frames_per_call, DeviceMemory(), check_interrupt)

@@ -21,6 +21,7 @@ class PromptRun:
     response: dict
     events: list[dict] = field(default_factory=list)
     history: dict | None = None
+    previews: int = 0  # preview images received while it ran (binary websocket messages)
 
     @property
     def prompt_id(self) -> str | None:
@@ -158,6 +159,7 @@ class ComfyClient:
             except websocket.WebSocketTimeoutException:
                 continue
             if isinstance(message, bytes):  # preview images
+                result.previews += 1
                 continue
             event = json.loads(message)
             data = event.get("data") or {}

@@ -73,7 +73,8 @@ class ComfyServer:
         return [str(self.comfy_root / "venv" / "bin" / "python"), str(self.comfy_root / "ComfyUI" / "main.py"),
                 "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
                 "--base-directory", str(self.base_dir), "--database-url", "sqlite:///:memory:",
-                "--disable-api-nodes", "--log-stdout"]
+                "--disable-api-nodes", "--log-stdout",
+                "--preview-method", "latent2rgb"]  # samplers send previews, as in a desktop install
 
     def start(self) -> "ComfyServer":
         self._prepare_base_dir()
