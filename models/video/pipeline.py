@@ -10,10 +10,12 @@ the reference bank rounded through float16); two documented departures are optio
 sums overlapping windows when guidance <= 1, spec B6 — we average unless asked for the original) and
 ``closed_loop`` (spec B9).
 
-Memory: nothing grows with the video length except the latents and their accumulators. Pose images stay on the
-host as uint8 and go to the device one window at a time; PoseGuider features are cached per window only while the
-cache fits the memory budget; several windows share one UNet call (batch = windows × CFG rows) when they fit
-(``memory_plan``); the decoded frames go to the host batch by batch.
+Memory: nothing grows with the video length except the latents (on the compute device; ``window_blend`` steps
+each frame as soon as its windows are in, so there is no whole-video accumulator). Pose images come one window at
+a time from a ``PoseSource`` (drawn from landmarks on demand, or rows of a uint8 array) and go to the device;
+PoseGuider features are cached per window only while the cache fits the memory budget; several windows share one
+UNet call (batch = windows × CFG rows) when they fit (``memory_plan``); the decoded frames go to the host batch by
+batch, into one tensor or, with a ``frame_sink``, on to a video file as they come.
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Protocol
 
-import cv2
 import numpy as np
 import torch
 
@@ -34,9 +35,12 @@ from .clip_encoder import encode_image, load_image_encoder
 from .context import context_windows, frame_coverage
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
 from .memory_plan import decode_frames_per_call, free_device_memory, unet_windows_per_call
+from .pose_source import PoseImageArray, PoseSource, resize_frame, resize_note
+from .streaming import FrameSink, decode_to_sink
 from .reference_unet import round_bank_like_original
 from .scheduler import DDIMSampler
 from .vae import VAE_SCALE_FACTOR, decode_latents, encode_latent, load_vae, vae_pixel_values
+from .window_blend import WindowBlend
 
 log = logging.getLogger("aniportrait")
 
@@ -153,10 +157,8 @@ def prepare_pose_images(pose_images: np.ndarray, width: int, height: int) -> np.
     if pose_images.shape[0] == 0:
         raise ValueError("no pose images: the video needs at least one pose frame. Check the node that made them.")
     if pose_images.shape[1:3] != (height, width):
-        log.warning("AniPortrait: pose images are %dx%d, the reference was encoded for %dx%d; resizing them.",
-                    pose_images.shape[2], pose_images.shape[1], width, height)
-        pose_images = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-                                for frame in pose_images])
+        resize_note((pose_images.shape[2], pose_images.shape[1]), width, height)
+        pose_images = np.stack([resize_frame(frame, width, height) for frame in pose_images])
     return np.ascontiguousarray(pose_images)
 
 
@@ -175,17 +177,17 @@ class _PoseFeatures:
     """PoseGuider features per window. BatchNorm uses each window's own batch statistics (spec §7.4), so a window
     is always run alone; results are cached when all windows fit ``cache_budget`` bytes, else recomputed."""
 
-    def __init__(self, pose_guider: torch.nn.Module, pose_images: np.ndarray, windows: list[list[int]],
+    def __init__(self, pose_guider: torch.nn.Module, poses: PoseSource, windows: list[list[int]],
                  device: torch.device, dtype: torch.dtype, cache_budget: int) -> None:
         self.pose_guider = pose_guider
-        self.pose_images = torch.from_numpy(pose_images)  # host uint8, raw channel order
+        self.poses = poses  # host uint8 frames, raw channel order, made per window
         self.windows = windows
         self.device, self.dtype = device, dtype
         self.cache_budget = cache_budget
         self.cache: dict[int, list[torch.Tensor]] | None = {}
 
     def _pose_tensor(self, window: list[int]) -> torch.Tensor:
-        frames = self.pose_images[window]
+        frames = torch.from_numpy(self.poses.frames(window))
         if self.device.type == "cuda":
             frames = frames.pin_memory()
         frames = frames.to(self.device, non_blocking=True)
@@ -253,24 +255,29 @@ class _Sampling:
 
 
 @torch.no_grad()
-def generate(models: VideoModels, reference: EncodedReference, pose_images: np.ndarray, steps: int = 25,
+def generate(models: VideoModels, reference: EncodedReference, pose_images: np.ndarray | PoseSource, steps: int = 25,
              guidance: float = 3.5, seed: int = 42, context_frames: int = 16, context_overlap: int = 4,
              window_blend: str = "average", closed_loop: bool = True, init_latents: torch.Tensor | None = None,
              windows_per_call: int | None = None, decode_batch: int | None = None,
              memory_budget: int | None = None, progress: ProgressFn | None = None,
              check_interrupt: InterruptCheck | None = None,
-             on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """Animate ``reference`` along ``pose_images`` (uint8 (F, H, W, 3) in the RAW drawing channel order).
+             on_step: Callable[[int, torch.Tensor], None] | None = None,
+             frame_sink: FrameSink | None = None) -> torch.Tensor | None:
+    """Animate ``reference`` along ``pose_images``: uint8 (F, H, W, 3) in the RAW drawing channel order, or a
+    ``PoseSource`` that makes each window's images when they are needed (e.g. drawn from landmarks).
 
-    Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU. ``guidance`` <= 1 runs without CFG (as the
+    Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU; with ``frame_sink``, the frames go to it instead,
+    a decode batch at a time in order, and nothing of the video's size is held (returns None). The latents of all
+    frames stay on the compute device for the whole run (64 KB per frame at 512² in float32, half in float16). ``guidance`` <= 1 runs without CFG (as the
     original). ``windows_per_call`` / ``decode_batch`` / ``memory_budget`` (bytes) default to a plan from the free
     device memory. ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them).
     """
     if window_blend not in WINDOW_BLENDS:
         raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {window_blend!r}.")
     width, height = reference.width, reference.height
-    pose_images = prepare_pose_images(pose_images, width, height)
-    num_frames = pose_images.shape[0]
+    poses = pose_images if isinstance(pose_images, PoseSource) else \
+        PoseImageArray(prepare_pose_images(pose_images, width, height))
+    num_frames = poses.num_frames
     windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
     device, dtype = _device_and_dtype(unet)
@@ -281,7 +288,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
         raise ValueError(f"init_latents must have shape {(1, 4, num_frames, latent_h, latent_w)}, "
                          f"got {tuple(init_latents.shape)}.")
     else:
-        latents = init_latents.to(dtype)
+        latents = init_latents.to(dtype, copy=True)  # stepped in place
 
     guided = guidance > 1.0
     budget = free_device_memory(device) if memory_budget is None else memory_budget
@@ -290,16 +297,21 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     scheduler = DDIMSampler()
     sampling = _Sampling(timesteps=scheduler.set_timesteps(steps).tolist(), guidance=guidance, guided=guided,
                          average=window_blend == "average" or guided, windows=windows,
-                         windows_per_call=windows_per_call, pose_cache_budget=budget // 4)
+                         windows_per_call=windows_per_call,
+                         # one step uses each window's features once: nothing to cache
+                         pose_cache_budget=budget // 4 if steps > 1 else 0)
     log.info("AniPortrait: %d frames in %d windows, %d per UNet call, %d steps%s.", num_frames, len(windows),
              windows_per_call, steps, ", CFG" if guided else "")
     try:
-        latents = _denoise(unet, pose_guider, reference, pose_images, latents.to(device), scheduler, sampling,
+        latents = _denoise(unet, pose_guider, reference, poses, latents.to(device), scheduler, sampling,
                            progress, check_interrupt, on_step)
         if decode_batch is None:
             # measured again: the denoising work tensors are gone now
             decode_budget = free_device_memory(device) if memory_budget is None else memory_budget
             decode_batch = decode_frames_per_call(width, height, dtype, decode_budget)
+        if frame_sink is not None:
+            return decode_to_sink(lambda part: decode_latents(vae, part, decode_batch, check_interrupt), latents,
+                                  decode_batch, frame_sink)
         return decode_latents(vae, latents, decode_batch, check_interrupt)
     except BaseException as error:
         # an interrupt or error must not keep the work tensors alive through the frames of its traceback
@@ -312,7 +324,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
 
 
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
-             pose_images: np.ndarray, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
+             poses: PoseSource, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
              progress: ProgressFn | None, check_interrupt: InterruptCheck | None,
              on_step: Callable[[int, torch.Tensor], None] | None) -> torch.Tensor:
     """The DDIM loop over all steps and windows (spec §10.4); returns the final latents."""
@@ -321,15 +333,16 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
     batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided,
                              sampling.windows_per_call, device)
     rows = batches.rows
-    pose_features = _PoseFeatures(pose_guider, pose_images, windows, device, dtype, sampling.pose_cache_budget)
+    pose_features = _PoseFeatures(pose_guider, poses, windows, device, dtype, sampling.pose_cache_budget)
     bank = {name: value.to(device=device, dtype=dtype) for name, value in reference.bank.items()}
-    counter = torch.tensor(frame_coverage(windows, latents.shape[2]), dtype=dtype, device=device).view(1, 1, -1, 1, 1)
+    blend = WindowBlend(latents, frame_coverage(windows, latents.shape[2]), sampling.average, sampling.guided,
+                        sampling.guidance, scheduler)
     timesteps = torch.tensor(sampling.timesteps, dtype=torch.int64).to(device)
-    latents = latents * scheduler.init_noise_sigma
+    latents.mul_(scheduler.init_noise_sigma)
     total = len(sampling.timesteps) * len(windows)
     done = 0
     for step, timestep in enumerate(sampling.timesteps):
-        noise_pred = torch.zeros((rows, *latents.shape[1:]), dtype=dtype, device=device)
+        blend.start_step(timestep)
         for group in batches.groups:
             if check_interrupt:
                 check_interrupt()
@@ -340,17 +353,11 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
                               pose_features=features, reference_bank=bank, reference_mask=mask)
             for position, window_index in enumerate(group):
                 # this window's rows: its unconditional and its conditional prediction
-                noise_pred.index_add_(2, batches.indices[window_index], prediction[position::len(group)])
+                blend.add(windows[window_index], prediction[position::len(group)])
             del per_window, features, prediction  # before the next call allocates its own
             done += len(group)
             if progress:
                 progress(done, total)
-        if sampling.average:
-            noise_pred = noise_pred / counter
-        if sampling.guided:
-            uncond, cond = noise_pred.chunk(2)
-            noise_pred = uncond + sampling.guidance * (cond - uncond)
-        latents, _ = scheduler.step(noise_pred, timestep, latents)
         if on_step:
             on_step(step, latents)
     return latents
