@@ -11,7 +11,7 @@ import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
-from ..models.video_io import AudioTrack, write_video
+from ..models.video_io import AudioTrack, WrittenVideo, write_video
 from .common import rgb_images_to_uint8
 
 log = logging.getLogger("aniportrait")
@@ -91,21 +91,27 @@ class VideoCombine(io.ComfyNode):
         track = audio_track(audio) if audio is not None else None
         path, subfolder, folder_type = output_file(filename_prefix, save_output, frames.shape[2], frames.shape[1],
                                                    f".{container}")
-        written = write_video(path, frames, fps, track, container, metadata=cls.workflow_metadata())
-        for note in written.notes:
-            log.info("AniPortrait VideoCombine: %s", note)
-        preview = ui.PreviewVideo([ui.SavedResult(path.name, subfolder, folder_type)])
-        return io.NodeOutput(InputImpl.VideoFromFile(str(path)), ui=preview)
+        written = write_video(path, frames, fps, track, container, metadata=workflow_metadata(cls.hidden))
+        return saved_video(written, subfolder, folder_type, "VideoCombine")
 
-    @classmethod
-    def workflow_metadata(cls) -> dict | None:
-        """The prompt and workflow, stored in the file like core SaveVideo does (drag it back into ComfyUI)."""
-        if args.disable_metadata:
-            return None
-        metadata = dict(cls.hidden.extra_pnginfo or {})
-        if cls.hidden.prompt is not None:
-            metadata["prompt"] = cls.hidden.prompt
-        return metadata or None
+
+def workflow_metadata(hidden) -> dict | None:
+    """The prompt and workflow (a node's hidden inputs), stored in the file like core SaveVideo does (drag it back
+    into ComfyUI)."""
+    if args.disable_metadata:
+        return None
+    metadata = dict(hidden.extra_pnginfo or {})
+    if hidden.prompt is not None:
+        metadata["prompt"] = hidden.prompt
+    return metadata or None
+
+
+def saved_video(written: WrittenVideo, subfolder: str, folder_type: io.FolderType, node: str) -> io.NodeOutput:
+    """A written file as the node's VIDEO output (read from the file when a consumer needs it) and its preview."""
+    for note in written.notes:
+        log.info("AniPortrait %s: %s", node, note)
+    preview = ui.PreviewVideo([ui.SavedResult(written.path.name, subfolder, folder_type)])
+    return io.NodeOutput(InputImpl.VideoFromFile(str(written.path)), ui=preview)
 
 
 NODES = [VideoCombine]

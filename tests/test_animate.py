@@ -24,7 +24,7 @@ def animate(comfy_root: Path, *args: str, cwd: Path) -> subprocess.CompletedProc
 
 def tiny_arguments(golden: Path) -> list[str]:
     arguments = []
-    for selector, values in tiny_settings(golden).items():
+    for selector, values in tiny_settings(golden, "APK_Lmk2VideoSamplerToFile").items():
         for name, value in values.items():
             arguments += ["--set", f"{selector}.{name}={value}"]
     return arguments

@@ -268,9 +268,9 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
 
     Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU; with ``frame_sink``, the frames go to it instead,
     a decode batch at a time in order, and nothing of the video's size is held (returns None). The latents of all
-    frames stay on the compute device for the whole run (64 KB per frame at 512² in float32, half in float16). ``guidance`` <= 1 runs without CFG (as the
-    original). ``windows_per_call`` / ``decode_batch`` / ``memory_budget`` (bytes) default to a plan from the free
-    device memory. ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them).
+    frames stay on the compute device for the whole run (64 KB per frame at 512² in float32, half in float16).
+    ``guidance`` <= 1 runs without CFG (as the original). ``windows_per_call`` / ``decode_batch`` /
+    ``memory_budget`` (bytes) default to a plan from the free device memory. ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them).
     """
     if window_blend not in WINDOW_BLENDS:
         raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {window_blend!r}.")
@@ -359,5 +359,5 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
             if progress:
                 progress(done, total)
         if on_step:
-            on_step(step, latents)
+            on_step(step, latents.clone())  # a snapshot: the next step updates the latents in place
     return latents

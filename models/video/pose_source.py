@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..data import LandmarkSequence
-from ..face.drawing import draw_pose_image
+from ..face.drawing import draw_pose_images
 
 log = logging.getLogger("aniportrait")
 
@@ -69,10 +69,5 @@ class LandmarkPoseImages:
             resize_note(drawn, width, height)
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
-        landmarks = self.landmarks
-        images = []
-        for index in indices:
-            image = draw_pose_image(landmarks.points[index], landmarks.width, landmarks.height,
-                                    output_size=landmarks.output_size)
-            images.append(resize_frame(image, *self.size) if self.resize else image)
-        return np.stack(images)
+        images = draw_pose_images(self.landmarks, list(indices))
+        return np.stack([resize_frame(image, *self.size) for image in images]) if self.resize else images
