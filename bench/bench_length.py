@@ -153,14 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for seconds in sorted(args.seconds):
             runs.append(run_length(seconds, args.size, args.steps, models, work))
-            print(json.dumps(runs[-1]), flush=True)
+            # after every length: a long series cut short still leaves its results
+            write_results("length" + (f"_{args.name}" if args.name else ""), summary(args, runs),
+                          markdown(summary(args, runs)))
+    return 0
+
+
+def summary(args: argparse.Namespace, runs: list[dict]) -> dict:
     ratio = runs[-1]["peak_rss_gib"] / runs[0]["peak_rss_gib"]
     above = max(run["above_idle_gib"] for run in runs)
-    result = {"machine": machine_description(), "size": args.size, "steps": args.steps,
-              "runs": runs, "targets": {"ratio": round(ratio, 4), "max_above_idle_gib": above,
-                                        "met": ratio <= RSS_RATIO_TARGET and above <= RSS_ABOVE_IDLE_TARGET_GIB}}
-    write_results("length" + (f"_{args.name}" if args.name else ""), result, markdown(result))
-    return 0
+    return {"machine": machine_description(), "size": args.size, "steps": args.steps,
+            "runs": runs, "targets": {"ratio": round(ratio, 4), "max_above_idle_gib": above,
+                                      "met": ratio <= RSS_RATIO_TARGET and above <= RSS_ABOVE_IDLE_TARGET_GIB}}
 
 
 if __name__ == "__main__":
