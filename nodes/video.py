@@ -20,7 +20,8 @@ from ..models.video_io import VideoWriter
 from . import types as apk
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, images_to_uint8, model_choices,
                      progress_bar, resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
-from .output import FORMATS, audio_track, output_file, saved_video, workflow_metadata
+from .output import (FORMATS, audio_track, output_file, saved_video, video_file_inputs, video_file_output,
+                     workflow_metadata)
 
 WEIGHT_FILES = [".pth", ".safetensors"]
 # single-file VAEs from ComfyUI's own models/vae folder are listed with this prefix
@@ -249,24 +250,9 @@ class Lmk2VideoSamplerToFile(io.ComfyNode):
                         "(with the speech) a batch at a time as they are decoded, so memory does not grow with the "
                         "video's length. Same frames as Lmk2Video Sampler + Video Combine. The file appears under "
                         "its name only when complete; a cancelled run leaves nothing behind.",
-            inputs=sampler_inputs() + [
-                io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0, round=0.001,
-                               tooltip="Frames per second; with 'landmarks' it must be theirs (AniPortrait: 30)."),
-                io.Audio.Input("audio", optional=True,
-                               tooltip="Soundtrack (the driving speech). Trimmed or padded with silence to the "
-                                       "video's length. Leave unconnected for a silent video."),
-                io.Combo.Input("format", options=list(FORMATS), default="mp4 (h264+aac)",
-                               tooltip="MP4 plays everywhere; WebM is smaller."),
-                io.String.Input("filename_prefix", default="AniPortrait/video",
-                                tooltip="File name prefix inside the output folder; a counter is appended. "
-                                        "May contain sub-folders."),
-                io.Boolean.Input("save_output", default=True,
-                                 tooltip="On: keep the file in the output folder. Off: write it to the temp "
-                                         "folder only for the preview (deleted when ComfyUI restarts)."),
-            ],
-            outputs=[io.Video.Output(display_name="video",
-                                     tooltip="The written video file (frames, audio, fps) for core video nodes "
-                                             "such as Save Video or Get Video Components.")],
+            inputs=sampler_inputs() + video_file_inputs("Frames per second; with 'landmarks' it must be theirs "
+                                                        "(AniPortrait: 30)."),
+            outputs=[video_file_output()],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True)
 

@@ -1,6 +1,6 @@
 """Animate a portrait with speech from the command line: runs the pack's ``workflows/audio_driven_long.json`` (the
 sampler writes the video file as it goes, so any length fits in memory) in a headless ComfyUI and copies the video
-out; with --pose-template, ``workflows/audio_driven_pose_template.json``. Start it through ``animate.sh`` (which finds or installs ComfyUI):
+out. With --pose-template, Head Pose Template takes the place of Audio2Pose. Start it through ``animate.sh`` (which finds or installs ComfyUI):
 
     bash animate.sh --image portrait.png --audio speech.wav --out talking.mp4
     bash animate.sh --image portrait.png --audio speech.wav --pose-template pose_temp.npy --steps 20
@@ -121,24 +121,32 @@ def parse_setting(text: str) -> tuple[str, str, object]:
 
 def build_prompt(args: argparse.Namespace, object_info: dict, uploaded: dict[str, str],
                  extra: list[tuple[str, str, object]]) -> dict:
-    name = "audio_driven_pose_template" if args.pose_template else "audio_driven_long"
-    prompt = workflow_to_prompt(json.loads((WORKFLOWS / f"{name}.json").read_text()), object_info)
-    sampler = next(node["class_type"] for node in prompt.values() if node["class_type"] in SAMPLERS)
-    writer = next(node["class_type"] for node in prompt.values() if node["class_type"] in VIDEO_WRITERS)
+    prompt = workflow_to_prompt(json.loads((WORKFLOWS / "audio_driven_long.json").read_text()), object_info)
+    if args.pose_template:
+        use_pose_template(prompt, uploaded["pose_template"])
+    sampler = writer = "APK_Lmk2VideoSamplerToFile"
     settings = [("Portrait (pick a file)", "image", uploaded["image"]),
                 ("Speech (pick a file)", "audio", uploaded["audio"]),
                 ("width", "value", args.width), ("height", "value", args.height), ("fps", "value", args.fps),
                 (sampler, "steps", args.steps), (sampler, "cfg", args.cfg), (sampler, "seed", args.seed),
                 (writer, "format", FORMATS[args.out.suffix.lower()]),
                 (writer, "filename_prefix", "AniPortrait/animate")]
-    if args.pose_template:
-        settings.append(("APK_HeadPoseTemplate", "template", uploaded["pose_template"]))
     for selector, input_name, value in settings + extra:
         try:
             set_inputs(prompt, selector, **{input_name: value})
         except WorkflowError as error:
             raise CliError(str(error)) from error
     return prompt
+
+
+def use_pose_template(prompt: dict, template: str) -> None:
+    """Head Pose Template (``template``, looped to the speech) instead of Audio2Pose and its model loader."""
+    [pose_id] = [key for key, node in prompt.items() if node["class_type"] == "APK_Audio2Pose"]
+    pose = prompt[pose_id]["inputs"]
+    loader_id, _ = pose["audio2pose_model"]
+    del prompt[loader_id]
+    prompt[pose_id] = {"class_type": "APK_HeadPoseTemplate",
+                       "inputs": {"audio": pose["audio"], "fps": pose["fps"], "template": template}}
 
 
 def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir: Path) -> Path:
