@@ -1,6 +1,7 @@
 """Animate a portrait with speech from the command line: runs the pack's ``workflows/audio_driven_long.json`` (the
 sampler writes the video file as it goes, so any length fits in memory) in a headless ComfyUI and copies the video
-out. With --pose-template, Head Pose Template takes the place of Audio2Pose. Start it through ``animate.sh`` (which finds or installs ComfyUI):
+out. With --pose-template, Head Pose Template takes the place of Audio2Pose. Start it through ``animate.sh``
+(which finds or installs ComfyUI):
 
     bash animate.sh --image portrait.png --audio speech.wav --out talking.mp4
     bash animate.sh --image portrait.png --audio speech.wav --pose-template pose_temp.npy --steps 20

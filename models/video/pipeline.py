@@ -10,7 +10,7 @@ the reference bank rounded through float16); two documented departures are optio
 sums overlapping windows when guidance <= 1, spec B6 — we average unless asked for the original) and
 ``closed_loop`` (spec B9).
 
-Memory: nothing grows with the video length except the latents (on the compute device; ``window_blend`` steps
+Memory: nothing grows with the video length except the latents (on the compute device; ``WindowBlend`` steps
 each frame as soon as its windows are in, so there is no whole-video accumulator). Pose images come one window at
 a time from a ``PoseSource`` (drawn from landmarks on demand, or rows of a uint8 array) and go to the device;
 PoseGuider features are cached per window only while the cache fits the memory budget; several windows share one
@@ -270,7 +270,8 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     a decode batch at a time in order, and nothing of the video's size is held (returns None). The latents of all
     frames stay on the compute device for the whole run (64 KB per frame at 512² in float32, half in float16).
     ``guidance`` <= 1 runs without CFG (as the original). ``windows_per_call`` / ``decode_batch`` /
-    ``memory_budget`` (bytes) default to a plan from the free device memory. ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them).
+    ``memory_budget`` (bytes) default to a plan from the free device memory. ``on_step(i, latents)`` sees the
+    latents after each DDIM step (tests compare them).
     """
     if window_blend not in WINDOW_BLENDS:
         raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {window_blend!r}.")
