@@ -146,7 +146,7 @@ def test_interrupted_writer_leaves_no_file(tmp_path):
     with pytest.raises(Cancelled):
         with VideoWriter(path, 10, 32, 32, 30.0) as writer:
             writer.write(np.zeros((4, 32, 32, 3), np.uint8))
-            assert writer.partial_path.exists() and not path.exists()
+            assert not path.exists()  # (the encoder may not have written anything to the .partial yet)
             raise Cancelled
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="opened for 10 frames but got 4"):
