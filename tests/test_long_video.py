@@ -92,7 +92,7 @@ def test_sampler_needs_exactly_one_pose_input(client, golden_dir, uploaded, conn
     if connected == "neither":
         del inputs["landmarks"]
     else:
-        inputs["pose_images"] = [add(prompt, "EmptyImage", width=128, height=128, batch_size=2), 0]
+        inputs["pose_images"] = [add(prompt, "EmptyImage", width=128, height=128, batch_size=2, color=0), 0]
     run = client.run(prompt, timeout=600)
     assert run.status == "error" and run.error["node_id"] == sampler, run.describe()
     assert "exactly one of 'pose_images' and 'landmarks'" in run.error["exception_message"]
