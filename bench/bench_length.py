@@ -7,7 +7,7 @@ speech of several lengths (lyl.wav repeated and cut to length).
 
 Each length runs in a fresh server, so one run's allocations cannot hide the next one's. Peak memory is the
 resident set size of the server process, sampled every 20 ms from the moment the prompt is queued until it is
-finished; "idle" is the same server's RSS after start-up, before the prompt (the server runs on the CPU, as
+finished (and per node, from the websocket's "executing" events); "idle" is the same server's RSS after start-up, before the prompt (the server runs on the CPU, as
 CI). Targets (issue 16): the longest clip's peak within 1.25x of the
 shortest's, and at most 3 GB above the idle server. Writes bench/results/length[_NAME].json and .md.
 """
@@ -56,12 +56,16 @@ class PeakRss:
         self.process = psutil.Process(pid)
         self.interval = interval
         self.peak = 0
+        self.stage = "queued"
+        self.stage_peaks: dict[str, int] = {}  # the largest RSS seen while each node ran
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            rss = self.process.memory_info().rss
+            self.peak = max(self.peak, rss)
+            self.stage_peaks[self.stage] = max(self.stage_peaks.get(self.stage, 0), rss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakRss":
@@ -100,19 +104,22 @@ def run_length(seconds: float, size: int, steps: int, models: Path, work: Path) 
         idle = psutil.Process(server._process.pid).memory_info().rss
         started = time.monotonic()
         with PeakRss(server._process.pid) as rss:
-            status, answer = client.queue_prompt(prompt)
-            assert status == 200, answer
-            history = client.wait_history(answer["prompt_id"], timeout=48 * 3600)
+            def follow(event: dict) -> None:
+                node = (event.get("data") or {}).get("node")
+                if event.get("type") == "executing" and node is not None:
+                    rss.stage = prompt[node]["class_type"]
+
+            run = client.run(prompt, timeout=48 * 3600, on_event=follow)
         wall = time.monotonic() - started
-        if history["status"]["status_str"] != "success":
-            raise RuntimeError(f"the {seconds:g} s run failed: {json.dumps(history['status'])[:2000]}\n"
-                               + server.log_tail(40))
-        [entry] = [image for output in history["outputs"].values() for image in output.get("images", [])]
+        if run.status != "success":
+            raise RuntimeError(f"the {seconds:g} s run failed: {run.describe()}\n" + server.log_tail(40))
+        [entry] = [image for output in run.outputs.values() for image in output.get("images", [])]
         video = server.output_dir / entry["subfolder"] / entry["filename"]
         frames = _frame_count(video)
     return {"seconds": seconds, "frames": frames, "wall_s": round(wall, 1), "s_per_frame": round(wall / frames, 4),
             "idle_rss_gib": round(idle / GIB, 3), "peak_rss_gib": round(rss.peak / GIB, 3),
-            "above_idle_gib": round((rss.peak - idle) / GIB, 3), "file_mib": round(video.stat().st_size / 2**20, 2)}
+            "above_idle_gib": round((rss.peak - idle) / GIB, 3), "file_mib": round(video.stat().st_size / 2**20, 2),
+            "peak_rss_gib_while": {stage: round(value / GIB, 3) for stage, value in rss.stage_peaks.items()}}
 
 
 def _frame_count(path: Path) -> int:
@@ -133,6 +140,11 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['seconds']:g} | {r['frames']} | {r['wall_s']} | {r['s_per_frame']} | {r['idle_rss_gib']} | "
               f"{r['peak_rss_gib']} | {r['above_idle_gib']} | {r['file_mib']} |" for r in rows]
+    stages = list(rows[-1]["peak_rss_gib_while"])
+    lines += ["", "Peak RSS (GiB) while each node ran:", "", "| speech s | " + " | ".join(stages) + " |",
+              "|---|" + "---|" * len(stages)]
+    lines += [f"| {r['seconds']:g} | " + " | ".join(str(r["peak_rss_gib_while"].get(stage, "")) for stage in stages)
+              + " |" for r in rows]
     verdict = result["targets"]
     lines += ["", f"Peak RSS of the longest / shortest clip: {verdict['ratio']:.3f} (target <= {RSS_RATIO_TARGET}); "
               f"largest peak above the idle server: {verdict['max_above_idle_gib']:.3f} GiB "
