@@ -41,7 +41,8 @@ RSS_RATIO_TARGET, RSS_ABOVE_IDLE_TARGET_GIB = 1.25, 3.0
 
 
 def speech_of_length(source: Path, seconds: float, target: Path) -> Path:
-    """``source`` repeated until it lasts ``seconds``, cut there."""
+    """``source`` repeated until it lasts ``seconds``, cut there (FLAC: 10 minutes of WAV exceed ComfyUI's 100 MB
+    upload limit)."""
     speech, rate = soundfile.read(source, dtype="float32")
     samples = round(seconds * rate)
     repeats = -(-samples // len(speech))
@@ -94,7 +95,7 @@ def long_workflow_prompt(client: ComfyClient, portrait: str, speech: str, size: 
 
 
 def run_length(seconds: float, size: int, steps: int, models: Path, work: Path) -> dict:
-    speech = speech_of_length(SHARED / "assets" / "lyl.wav", seconds, work / f"speech_{seconds:g}s.wav")
+    speech = speech_of_length(SHARED / "assets" / "lyl.wav", seconds, work / f"speech_{seconds:g}s.flac")
     server = ComfyServer(COMFY_ROOT, packs=[("ComfyUI-AniPortrait-Kit", REPO)], model_folders={"aniportrait": models},
                          base_dir=work / f"server_{seconds:g}s")
     with server:
