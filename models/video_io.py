@@ -114,7 +114,7 @@ def check_frames(frames: np.ndarray) -> np.ndarray:
                          "Check the node that produced the frames.")
     if frames.dtype != np.uint8:
         raise ValueError(f"Video frames must be uint8, got {frames.dtype}.")
-    return frames
+    return np.ascontiguousarray(frames)  # PyAV reads the buffer as packed rows, whatever the array's strides
 
 
 def check_audio(audio: AudioTrack) -> AudioTrack:
@@ -128,45 +128,130 @@ def check_audio(audio: AudioTrack) -> AudioTrack:
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTrack | None = None,
                 container: str = "mp4", metadata: dict[str, Any] | None = None) -> WrittenVideo:
-    """Encode RGB uint8 frames ``(N, H, W, 3)`` at ``fps`` into ``path``.
+    """Encode RGB uint8 frames ``(N, H, W, 3)`` at ``fps`` into ``path`` (see ``VideoWriter``)."""
+    frames = check_frames(frames)
+    with VideoWriter(path, frames.shape[0], frames.shape[2], frames.shape[1], fps, audio, container,
+                     metadata) as writer:
+        writer.write(frames)
+    return writer.result
 
-    ``audio`` is trimmed or padded with silence to exactly the video's duration and resampled to a rate the
-    audio codec takes. ``metadata`` values that are not strings are stored as JSON (ComfyUI reads the
-    workflow back from them).
+
+class VideoWriter:
+    """Encodes a video of ``frame_count`` frames as they come (``write`` any number at a time, in order), so no
+    more than one batch of frames is ever held. A context manager: the file gets its name ``path`` only when all
+    frames are in; until then it is ``<path>.partial``, which an error or an interrupt deletes.
+
+    ``audio`` is trimmed or padded with silence to exactly the video's duration, resampled to a rate the audio
+    codec takes, and interleaved with the video as it goes. ``metadata`` values that are not strings are stored as
+    JSON (ComfyUI reads the workflow back from them). Odd sizes are padded to even ones.
     """
-    if container not in CONTAINERS:
-        raise ValueError(f"Unknown video container '{container}'; choose one of {sorted(CONTAINERS)}.")
-    spec = CONTAINERS[container]
-    path = Path(path)
-    rate = frame_rate(fps)
-    frames, size_note = pad_to_even(check_frames(frames))
-    notes = [size_note] if size_note else []
-    muxer_options = dict(spec.muxer_options)
-    if audio is not None:
-        audio, length_note = fit_audio(check_audio(audio), frames.shape[0], rate)
-        audio, mix_note = mix_down_to_stereo(audio)
-        audio_rate = audio.sample_rate if audio.sample_rate in spec.audio_rates else spec.audio_rates[0]
-        rate_note = (f"audio resampled from {audio.sample_rate} Hz to {audio_rate} Hz for {spec.audio_codec}"
-                     if audio_rate != audio.sample_rate else None)
-        notes += [note for note in (length_note, mix_note, rate_note) if note]
-        if spec.timescale_option:
-            muxer_options[spec.timescale_option] = str(audio_rate)
 
-    with av.open(str(path), mode="w", format=spec.suffix[1:], options=muxer_options) as output:
-        for key, value in (metadata or {}).items():
-            output.metadata[key] = value if isinstance(value, str) else json.dumps(value)
-        video_stream = output.add_stream(spec.video_codec, rate=rate, options=spec.video_options)
-        video_stream.height, video_stream.width = frames.shape[1:3]
-        video_stream.pix_fmt = "yuv420p"
-        audio_stream = None
-        if audio is not None:
-            audio_stream = output.add_stream(spec.audio_codec, rate=audio_rate, layout=_channel_layout(audio))
+    def __init__(self, path: str | Path, frame_count: int, width: int, height: int, fps: float,
+                 audio: AudioTrack | None = None, container: str = "mp4",
+                 metadata: dict[str, Any] | None = None) -> None:
+        if container not in CONTAINERS:
+            raise ValueError(f"Unknown video container '{container}'; choose one of {sorted(CONTAINERS)}.")
+        if frame_count < 1:
+            raise ValueError("There are no frames to write (the video is empty). "
+                             "Check the node that produced the frames.")
+        self.spec = CONTAINERS[container]
+        self.path = Path(path)
+        self.partial_path = self.path.with_name(self.path.name + ".partial")
+        self.frame_count, self.size, self.rate = frame_count, (width, height), frame_rate(fps)
+        self.audio = audio
+        self.metadata = metadata
+        self.written = 0
+        self.audio_written = 0
+        self.notes: list[str] = []
+        self.result: WrittenVideo | None = None
+        self._output: av.container.OutputContainer | None = None
+
+    def __enter__(self) -> "VideoWriter":
+        spec = self.spec
+        muxer_options = dict(spec.muxer_options)
+        if self.audio is not None:
+            audio, length_note = fit_audio(check_audio(self.audio), self.frame_count, self.rate)
+            audio, mix_note = mix_down_to_stereo(audio)
+            audio_rate = audio.sample_rate if audio.sample_rate in spec.audio_rates else spec.audio_rates[0]
+            rate_note = (f"audio resampled from {audio.sample_rate} Hz to {audio_rate} Hz for {spec.audio_codec}"
+                         if audio_rate != audio.sample_rate else None)
+            self.notes += [note for note in (length_note, mix_note, rate_note) if note]
+            self.audio = audio
+            if spec.timescale_option:
+                muxer_options[spec.timescale_option] = str(audio_rate)
+        width, height = self.size
+        if width % 2 or height % 2:
+            self.notes.append(f"frame size {width}x{height} is odd; padded to {width + width % 2}x"
+                              f"{height + height % 2} by repeating the last row/column (yuv420p needs even sides)")
+        self._output = output = av.open(str(self.partial_path), mode="w", format=spec.suffix[1:],
+                                        options=muxer_options)
+        try:
+            for key, value in (self.metadata or {}).items():
+                output.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+            self._video = output.add_stream(spec.video_codec, rate=self.rate, options=spec.video_options)
+            self._video.width, self._video.height = width + width % 2, height + height % 2
+            self._video.pix_fmt = "yuv420p"
+            self._audio = None
+            if self.audio is not None:
+                self._audio = output.add_stream(spec.audio_codec, rate=audio_rate,
+                                                layout=_channel_layout(self.audio))
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        """The next RGB uint8 frames ``(n, H, W, 3)`` of the video."""
+        frames = check_frames(frames)
+        if frames.shape[1:3] != self.size[::-1]:
+            raise ValueError(f"Video frames must all be {self.size[0]}x{self.size[1]}, got "
+                             f"{frames.shape[2]}x{frames.shape[1]}.")
+        if self.written + frames.shape[0] > self.frame_count:
+            raise ValueError(f"The video was opened for {self.frame_count} frames; "
+                             f"{self.written + frames.shape[0]} were written.")
+        frames, _ = pad_to_even(frames)
         for frame in frames:
-            output.mux(video_stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        output.mux(video_stream.encode(None))
-        if audio_stream is not None:
-            _encode_audio(output, audio_stream, audio)
-    return WrittenVideo(path, frames.shape[0], frames.shape[2], frames.shape[1], rate, tuple(notes))
+            self._output.mux(self._video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.written += frames.shape[0]
+        self._write_audio_until(self.written)
+
+    def _write_audio_until(self, frame: int) -> None:
+        """The soundtrack up to the end of video frame ``frame``, so both streams advance together."""
+        if self._audio is None:
+            return
+        end = round(frame * self.audio.sample_rate / self.rate) if frame < self.frame_count \
+            else self.audio.waveform.shape[1]
+        if end <= self.audio_written:
+            return
+        chunk = AudioTrack(self.audio.waveform[:, self.audio_written:end], self.audio.sample_rate)
+        _encode_audio(self._output, self._audio, chunk, pts=self.audio_written)
+        self.audio_written = end
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is not None:
+            self._discard()
+            return
+        try:
+            if self.written != self.frame_count:
+                raise ValueError(f"The video was opened for {self.frame_count} frames but got {self.written}.")
+            self._output.mux(self._video.encode(None))
+            if self._audio is not None:
+                self._output.mux(self._audio.encode(None))
+            self._output.close()
+        except BaseException:
+            self._discard()
+            raise
+        self.partial_path.replace(self.path)
+        width, height = self.size
+        self.result = WrittenVideo(self.path, self.written, width + width % 2, height + height % 2, self.rate,
+                                   tuple(self.notes))
+
+    def _discard(self) -> None:
+        try:
+            self._output.close()
+        except Exception:  # a half-written container may fail to finish; it is deleted anyway
+            pass
+        self.partial_path.unlink(missing_ok=True)
 
 
 def _channel_layout(audio: AudioTrack) -> str:
@@ -174,14 +259,15 @@ def _channel_layout(audio: AudioTrack) -> str:
     return "mono" if audio.waveform.shape[0] == 1 else "stereo"
 
 
-def _encode_audio(output: av.container.OutputContainer, stream: av.AudioStream, audio: AudioTrack) -> None:
-    # interleaved float samples; PyAV's encoder resamples to the stream's rate/format and frame size
+def _encode_audio(output: av.container.OutputContainer, stream: av.AudioStream, audio: AudioTrack,
+                  pts: int) -> None:
+    """Samples starting at sample ``pts``; PyAV's encoder resamples them to the stream's rate, format and frame
+    size, keeping what does not fill a codec frame for the next call."""
     interleaved = np.ascontiguousarray(np.clip(audio.waveform, -1.0, 1.0).T.reshape(1, -1))
     frame = av.AudioFrame.from_ndarray(interleaved, format="flt", layout=_channel_layout(audio))
     frame.sample_rate = audio.sample_rate
-    frame.pts = 0
+    frame.pts = pts
     output.mux(stream.encode(frame))
-    output.mux(stream.encode(None))
 
 
 # AniPortrait decodes with PyAV's ``frame.to_rgb()`` of its time (vid2vid) or OpenCV 4.8 (generate_ref_pose). Both

@@ -11,7 +11,7 @@ import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
-from ..models.video_io import AudioTrack, write_video
+from ..models.video_io import AudioTrack, WrittenVideo, write_video
 from .common import rgb_images_to_uint8
 
 log = logging.getLogger("aniportrait")
@@ -51,6 +51,30 @@ def output_file(filename_prefix: str, save_output: bool, width: int, height: int
     return Path(folder) / f"{filename}_{counter:05}_{suffix}", subfolder, folder_type
 
 
+def video_file_inputs(fps_tooltip: str) -> list:
+    """The inputs of a node that writes a video file: rate, soundtrack, format and where it goes."""
+    return [
+        io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0, round=0.001, tooltip=fps_tooltip),
+        io.Audio.Input("audio", optional=True,
+                       tooltip="Soundtrack (the driving speech). Trimmed or padded with silence to the "
+                               "video's length. Leave unconnected for a silent video."),
+        io.Combo.Input("format", options=list(FORMATS), default="mp4 (h264+aac)",
+                       tooltip="MP4 plays everywhere; WebM is smaller. Odd frame sizes are padded by "
+                               "one pixel (the colour format needs even sides)."),
+        io.String.Input("filename_prefix", default="AniPortrait/video",
+                        tooltip="File name prefix inside the output folder; a counter is appended. "
+                                "May contain sub-folders."),
+        io.Boolean.Input("save_output", default=True,
+                         tooltip="On: keep the file in the output folder. Off: write it to the temp "
+                                 "folder only for the preview (deleted when ComfyUI restarts)."),
+    ]
+
+
+def video_file_output() -> io.Video.Output:
+    return io.Video.Output(display_name="video", tooltip="The written video (frames, audio, fps) for core video "
+                                                         "nodes such as Save Video or Get Video Components.")
+
+
 class VideoCombine(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -60,25 +84,10 @@ class VideoCombine(io.ComfyNode):
                         "played in the node. The audio is trimmed or padded with silence to the video's length.",
             inputs=[
                 io.Image.Input("images", tooltip="The frames of the video, in order (e.g. the sampler's output)."),
-                io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0, round=0.001,
-                               tooltip="Frames per second (fractions such as 29.97 work). AniPortrait makes "
-                                       "audio-driven video at 30 fps; video-driven modes keep the source's rate."),
-                io.Audio.Input("audio", optional=True,
-                               tooltip="Soundtrack (the driving speech). Trimmed or padded with silence to the "
-                                       "video's length. Leave unconnected for a silent video."),
-                io.Combo.Input("format", options=list(FORMATS), default="mp4 (h264+aac)",
-                               tooltip="MP4 plays everywhere; WebM is smaller. Odd frame sizes are padded by "
-                                       "one pixel (the colour format needs even sides)."),
-                io.String.Input("filename_prefix", default="AniPortrait/video",
-                                tooltip="File name prefix inside the output folder; a counter is appended. "
-                                        "May contain sub-folders."),
-                io.Boolean.Input("save_output", default=True,
-                                 tooltip="On: keep the file in the output folder. Off: write it to the temp "
-                                         "folder only for the preview (deleted when ComfyUI restarts)."),
+                *video_file_inputs("Frames per second (fractions such as 29.97 work). AniPortrait makes "
+                                   "audio-driven video at 30 fps; video-driven modes keep the source's rate."),
             ],
-            outputs=[io.Video.Output(display_name="video",
-                                     tooltip="The written video (frames, audio, fps) for core video nodes "
-                                             "such as Save Video or Get Video Components.")],
+            outputs=[video_file_output()],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True,
         )
@@ -91,21 +100,27 @@ class VideoCombine(io.ComfyNode):
         track = audio_track(audio) if audio is not None else None
         path, subfolder, folder_type = output_file(filename_prefix, save_output, frames.shape[2], frames.shape[1],
                                                    f".{container}")
-        written = write_video(path, frames, fps, track, container, metadata=cls.workflow_metadata())
-        for note in written.notes:
-            log.info("AniPortrait VideoCombine: %s", note)
-        preview = ui.PreviewVideo([ui.SavedResult(path.name, subfolder, folder_type)])
-        return io.NodeOutput(InputImpl.VideoFromFile(str(path)), ui=preview)
+        written = write_video(path, frames, fps, track, container, metadata=workflow_metadata(cls.hidden))
+        return saved_video(written, subfolder, folder_type, "VideoCombine")
 
-    @classmethod
-    def workflow_metadata(cls) -> dict | None:
-        """The prompt and workflow, stored in the file like core SaveVideo does (drag it back into ComfyUI)."""
-        if args.disable_metadata:
-            return None
-        metadata = dict(cls.hidden.extra_pnginfo or {})
-        if cls.hidden.prompt is not None:
-            metadata["prompt"] = cls.hidden.prompt
-        return metadata or None
+
+def workflow_metadata(hidden) -> dict | None:
+    """The prompt and workflow (a node's hidden inputs), stored in the file like core SaveVideo does (drag it back
+    into ComfyUI)."""
+    if args.disable_metadata:
+        return None
+    metadata = dict(hidden.extra_pnginfo or {})
+    if hidden.prompt is not None:
+        metadata["prompt"] = hidden.prompt
+    return metadata or None
+
+
+def saved_video(written: WrittenVideo, subfolder: str, folder_type: io.FolderType, node: str) -> io.NodeOutput:
+    """A written file as the node's VIDEO output (read from the file when a consumer needs it) and its preview."""
+    for note in written.notes:
+        log.info("AniPortrait %s: %s", node, note)
+    preview = ui.PreviewVideo([ui.SavedResult(written.path.name, subfolder, folder_type)])
+    return io.NodeOutput(InputImpl.VideoFromFile(str(written.path)), ui=preview)
 
 
 NODES = [VideoCombine]

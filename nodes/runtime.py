@@ -67,7 +67,7 @@ class SamplerProgress:
         self.bar.update_absolute(done, total)
 
     def preview(self, clean_latents: torch.Tensor) -> None:
-        """``clean_latents`` (1, 4, F, h, w): the x0 prediction of the last DDIM step."""
+        """``clean_latents`` (1, 4, F, h, w): the x0 prediction of the last DDIM step (of one frame or more)."""
         if self.previewer is None:
             return
         middle = clean_latents[:, :, clean_latents.shape[2] // 2].float()

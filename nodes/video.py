@@ -12,16 +12,22 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
-from ..models.video.config import Lmk2VideoConfig, PoseGuiderConfig
+from ..models.data import LandmarkSequence
 from ..models.progress import checking_interrupt
 from ..models.video.attention import attention_backend
+from ..models.video.config import Lmk2VideoConfig, PoseGuiderConfig
 from ..models.video.context import context_windows
 from ..models.video.memory_plan import sampler_memory_required
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
+from ..models.video.pose_source import LandmarkPoseImages
 from ..models.video.speed import apply_speed
+from ..models.video.streaming import FrameSink
+from ..models.video_io import VideoWriter
 from . import types as apk
-from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, model_choices, resolve_dtype,
-                     resolve_models, rgb_images_to_uint8, torch_device)
+from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, images_to_uint8, model_choices,
+                     resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
+from .output import (FORMATS, audio_track, output_file, saved_video, video_file_inputs, video_file_output,
+                     workflow_metadata)
 from .runtime import SamplerProgress, comfy_attention, comfy_device_memory, vae_dtype
 
 WEIGHT_FILES = [".pth", ".safetensors"]
@@ -31,6 +37,7 @@ BLEND_CHOICES = {"average": "average", "sum (original at cfg<=1)": "sum (origina
 LOOP_CHOICES = {"closed (original)": True, "open": False}
 SPEED_CHOICES = {"default": (), "channels_last": ("channels_last",), "torch.compile": ("compile",),
                  "torch.compile + channels_last": ("compile", "channels_last")}
+FPS_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,83 @@ class ReferenceNetEncode(io.ComfyNode):
             return io.NodeOutput(encode_reference(encoders, portrait, width, height))
 
 
+def sampler_inputs() -> list:
+    """The inputs both samplers share: what to animate along, and the sampling settings."""
+    return [
+        apk.VideoModels.Input("models", tooltip="From Load Lmk2Video Models."),
+        apk.Reference.Input("reference", tooltip="From ReferenceNet Encode; sets the video size."),
+        io.Image.Input("pose_images", optional=True,
+                       tooltip="One pose image per output frame (from Render Pose Image or a pose video); resized "
+                               "to the reference's size if they differ. Connect this or 'landmarks'."),
+        apk.Landmarks.Input("landmarks", optional=True,
+                            tooltip="Per-frame landmarks (Project Landmarks or Retarget Face) instead of pose "
+                                    "images: each window's pose images are drawn when it needs them, so long "
+                                    "videos never hold all of them. Connect this or 'pose_images'."),
+        io.Int.Input("steps", default=25, min=1, max=200, tooltip="DDIM steps (AniPortrait: 25)."),
+        io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1,
+                       tooltip="Guidance scale (AniPortrait: 3.5). 1 turns guidance off (half the work)."),
+        io.Int.Input("seed", default=42, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Seed of the initial noise (AniPortrait's scripts use 42)."),
+        io.Int.Input("context_frames", default=16, min=1, max=32,
+                     tooltip="Frames per context window (AniPortrait: 16; the motion modules know at most "
+                             "32 positions)."),
+        io.Int.Input("context_overlap", default=4, min=0, max=31,
+                     tooltip="Frames shared by neighbouring windows (AniPortrait: 4); must be smaller than "
+                             "context_frames."),
+        io.Combo.Input("window_blend", options=list(BLEND_CHOICES), default="average",
+                       tooltip="How overlapping windows are merged. average: always (recommended). sum: "
+                               "AniPortrait's behaviour, which at cfg 1 adds overlapping predictions "
+                               "instead of averaging them (same as average when cfg > 1)."),
+        io.Combo.Input("loop", options=list(LOOP_CHOICES), default="closed (original)",
+                       tooltip="closed: AniPortrait's windows, the last one wraps around to the first "
+                               "frames (the video's end is blended towards its start). open: the last "
+                               "window ends on the last frame instead."),
+    ]
+
+
+def pose_input(reference: EncodedReference, pose_images: torch.Tensor | None,
+               landmarks: LandmarkSequence | None) -> np.ndarray | LandmarkPoseImages:
+    """The sampler's pose frames: drawn per window from ``landmarks``, or the ``pose_images`` IMAGE batch in the
+    networks' channel order."""
+    if (pose_images is None) == (landmarks is None):
+        which = "both are" if pose_images is not None else "neither is"
+        raise ValueError(f"AniPortrait: connect exactly one of 'pose_images' and 'landmarks' to the sampler "
+                         f"({which} connected). Use 'landmarks' (from Project Landmarks or Retarget Face) for long "
+                         "videos, 'pose_images' for a pose video made elsewhere.")
+    if landmarks is not None:
+        return LandmarkPoseImages(landmarks, reference.width, reference.height)
+    # IMAGE is display RGB; the networks were trained on the drawing's raw channel order (reversed)
+    return np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
+
+
+def sample(models: VideoModelsHandle, reference: EncodedReference, poses: np.ndarray | LandmarkPoseImages,
+           settings: dict, frame_sink: FrameSink | None = None) -> torch.Tensor | None:
+    """Run the sampler with the node's ``settings`` (steps ... speed); frames returned, or given to ``frame_sink``.
+    ComfyUI frees the sampler's working memory before the networks load, and its attention kernel is used."""
+    num_frames = len(poses) if isinstance(poses, np.ndarray) else poses.num_frames
+    closed_loop = LOOP_CHOICES[settings["loop"]]
+    window = len(context_windows(num_frames, settings["context_frames"], settings["context_overlap"], closed_loop)[0])
+    work = sampler_memory_required(window, reference.width, reference.height, settings["cfg"] > 1.0, models.dtype)
+    networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae", memory_required=work)
+    apply_speed(networks.denoising_unet, SPEED_CHOICES[settings["speed"]])
+    bar = SamplerProgress(torch_device())
+    with attention_backend(comfy_attention()):
+        return generate(networks, reference, poses, steps=settings["steps"], guidance=settings["cfg"],
+                        seed=settings["seed"], context_frames=settings["context_frames"],
+                        context_overlap=settings["context_overlap"],
+                        window_blend=BLEND_CHOICES[settings["window_blend"]], closed_loop=closed_loop,
+                        progress=bar.progress, preview=bar.preview, check_interrupt=check_interrupt,
+                        memory=comfy_device_memory(), scheduler_config=models.files.config.scheduler,
+                        frame_sink=frame_sink)
+
+
+def check_window_settings(context_frames: int, context_overlap: int) -> None:
+    # checked before the networks load (the sampler checks it too, but only after loading them)
+    if context_overlap >= context_frames:
+        raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
+                         f"({context_frames}); lower context_overlap or raise context_frames.")
+
+
 class Lmk2VideoSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -167,60 +251,59 @@ class Lmk2VideoSampler(io.ComfyNode):
             category="AniPortrait/video",
             description="Animates the encoded reference along the pose images: DDIM (v-prediction) with "
                         "classifier-free guidance over overlapping context windows, then VAE decoding. The same "
-                        "inputs and seed give the same video.",
-            inputs=[
-                apk.VideoModels.Input("models", tooltip="From Load Lmk2Video Models."),
-                apk.Reference.Input("reference", tooltip="From ReferenceNet Encode; sets the video size."),
-                io.Image.Input("pose_images", tooltip="One pose image per output frame (from Render Pose Image); "
-                                                      "resized to the reference's size if they differ."),
-                io.Int.Input("steps", default=25, min=1, max=200, tooltip="DDIM steps (AniPortrait: 25)."),
-                io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1,
-                               tooltip="Guidance scale (AniPortrait: 3.5). 1 turns guidance off (half the work)."),
-                io.Int.Input("seed", default=42, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the initial noise (AniPortrait's scripts use 42)."),
-                io.Int.Input("context_frames", default=16, min=1, max=32,
-                             tooltip="Frames per context window (AniPortrait: 16; the motion modules know at most "
-                                     "32 positions)."),
-                io.Int.Input("context_overlap", default=4, min=0, max=31,
-                             tooltip="Frames shared by neighbouring windows (AniPortrait: 4); must be smaller than "
-                                     "context_frames."),
-                io.Combo.Input("window_blend", options=list(BLEND_CHOICES), default="average",
-                               tooltip="How overlapping windows are merged. average: always (recommended). sum: "
-                                       "AniPortrait's behaviour, which at cfg 1 adds overlapping predictions "
-                                       "instead of averaging them (same as average when cfg > 1)."),
-                io.Combo.Input("loop", options=list(LOOP_CHOICES), default="closed (original)",
-                               tooltip="closed: AniPortrait's windows, the last one wraps around to the first "
-                                       "frames (the video's end is blended towards its start). open: the last "
-                                       "window ends on the last frame instead."),
-                io.Combo.Input("speed", options=list(SPEED_CHOICES), default="default", optional=True,
-                               tooltip="GPU speed-ups (same video up to float rounding). channels_last: faster "
-                                       "convolutions on recent NVIDIA GPUs. torch.compile: compiles the UNet on "
-                                       "the first run (minutes; needs a working Triton), faster afterwards."),
-            ],
+                        "inputs and seed give the same video. Returns all frames as one IMAGE batch (3 MB per "
+                        "frame at 512x512): for short clips and image nodes; long videos go through "
+                        "Lmk2Video Sampler to Video File.",
+            inputs=sampler_inputs(),
             outputs=[io.Image.Output(display_name="frames", tooltip="The generated video frames (RGB).")])
 
     @classmethod
-    def execute(cls, models, reference: EncodedReference, pose_images, steps, cfg, seed, context_frames,
-                context_overlap, window_blend, loop, speed="default") -> io.NodeOutput:
-        # checked before the networks load (the sampler checks it too, but only after loading them)
-        if context_overlap >= context_frames:
-            raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
-                             f"({context_frames}); lower context_overlap or raise context_frames.")
-        # IMAGE is display RGB; the networks were trained on the drawing's raw channel order (reversed)
-        raw_pose = np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
-        window = len(context_windows(len(raw_pose), context_frames, context_overlap, LOOP_CHOICES[loop])[0])
-        work = sampler_memory_required(window, reference.width, reference.height, cfg > 1.0, models.dtype)
-        networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae", memory_required=work)
-        apply_speed(networks.denoising_unet, SPEED_CHOICES[speed])
-        bar = SamplerProgress(torch_device())
-        with attention_backend(comfy_attention()):
-            frames = generate(networks, reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
-                              context_frames=context_frames, context_overlap=context_overlap,
-                              window_blend=BLEND_CHOICES[window_blend], closed_loop=LOOP_CHOICES[loop],
-                              progress=bar.progress, preview=bar.preview, check_interrupt=check_interrupt,
-                              memory=comfy_device_memory(),
-                              scheduler_config=models.files.config.scheduler)
+    def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
+                window_blend, loop, pose_images=None, landmarks=None, speed="default") -> io.NodeOutput:
+        check_window_settings(context_frames, context_overlap)
+        poses = pose_input(reference, pose_images, landmarks)
+        frames = sample(models, reference, poses, dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
+                                                       context_overlap=context_overlap, window_blend=window_blend,
+                                                       loop=loop, speed=speed))
         return io.NodeOutput(frames.to(mm.intermediate_device()))
 
 
-NODES = [LoadLmk2VideoModels, ReferenceNetEncode, Lmk2VideoSampler]
+class Lmk2VideoSamplerToFile(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="APK_Lmk2VideoSamplerToFile", display_name="Lmk2Video Sampler to Video File (AniPortrait)",
+            category="AniPortrait/video",
+            description="The Lmk2Video sampler for videos of any length: the frames are encoded into a video file "
+                        "(with the speech) a batch at a time as they are decoded, so memory does not grow with the "
+                        "video's length. Same frames as Lmk2Video Sampler + Video Combine. The file appears under "
+                        "its name only when complete; a cancelled run leaves nothing behind.",
+            inputs=sampler_inputs() + video_file_inputs("Frames per second; with 'landmarks' it must be theirs "
+                                                        "(AniPortrait: 30)."),
+            outputs=[video_file_output()],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True)
+
+    @classmethod
+    def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
+                window_blend, loop, fps, format, filename_prefix, save_output, pose_images=None, landmarks=None,
+                audio=None, speed="default") -> io.NodeOutput:
+        check_window_settings(context_frames, context_overlap)
+        if landmarks is not None and abs(landmarks.fps - fps) > FPS_TOLERANCE:
+            raise ValueError(f"AniPortrait: the landmarks are at {landmarks.fps:g} fps but 'fps' is {fps:g}; the "
+                             "lips would drift from the speech. Connect the same fps to both.")
+        poses = pose_input(reference, pose_images, landmarks)
+        container = FORMATS[format]
+        track = audio_track(audio) if audio is not None else None
+        path, subfolder, folder_type = output_file(filename_prefix, save_output, reference.width, reference.height,
+                                                   f".{container}")
+        frame_count = len(poses) if isinstance(poses, np.ndarray) else poses.num_frames
+        settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
+                        context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
+        with VideoWriter(path, frame_count, reference.width, reference.height, fps, track, container,
+                         workflow_metadata(cls.hidden)) as writer:
+            sample(models, reference, poses, settings, lambda frames: writer.write(images_to_uint8(frames)))
+        return saved_video(writer.result, subfolder, folder_type, "Lmk2Video Sampler to Video File")
+
+
+NODES = [LoadLmk2VideoModels, ReferenceNetEncode, Lmk2VideoSampler, Lmk2VideoSamplerToFile]

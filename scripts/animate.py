@@ -1,5 +1,7 @@
-"""Animate a portrait with speech from the command line: runs the pack's ``workflows/audio_driven.json`` in a
-headless ComfyUI and copies the video out. Start it through ``animate.sh`` (which finds or installs ComfyUI):
+"""Animate a portrait with speech from the command line: runs the pack's ``workflows/audio_driven_long.json`` (the
+sampler writes the video file as it goes, so any length fits in memory) in a headless ComfyUI and copies the video
+out. With --pose-template, Head Pose Template takes the place of Audio2Pose. Start it through ``animate.sh``
+(which finds or installs ComfyUI):
 
     bash animate.sh --image portrait.png --audio speech.wav --out talking.mp4
     bash animate.sh --image portrait.png --audio speech.wav --pose-template pose_temp.npy --steps 20
@@ -29,6 +31,8 @@ from tests.harness.server import ComfyServer  # noqa: E402
 WORKFLOWS = PACK_DIR / "workflows"
 FORMATS = {".mp4": "mp4 (h264+aac)", ".webm": "webm (vp9+opus)"}
 PACK_FOLDER_NAME = "ComfyUI-AniPortrait-Kit"
+SAMPLERS = ("APK_Lmk2VideoSampler", "APK_Lmk2VideoSamplerToFile")
+VIDEO_WRITERS = ("APK_VideoCombine", "APK_Lmk2VideoSamplerToFile")  # the node whose file is the result
 
 
 class CliError(Exception):
@@ -118,23 +122,32 @@ def parse_setting(text: str) -> tuple[str, str, object]:
 
 def build_prompt(args: argparse.Namespace, object_info: dict, uploaded: dict[str, str],
                  extra: list[tuple[str, str, object]]) -> dict:
-    name = "audio_driven_pose_template" if args.pose_template else "audio_driven"
-    prompt = workflow_to_prompt(json.loads((WORKFLOWS / f"{name}.json").read_text()), object_info)
+    prompt = workflow_to_prompt(json.loads((WORKFLOWS / "audio_driven_long.json").read_text()), object_info)
+    if args.pose_template:
+        use_pose_template(prompt, uploaded["pose_template"])
+    sampler = writer = "APK_Lmk2VideoSamplerToFile"
     settings = [("Portrait (pick a file)", "image", uploaded["image"]),
                 ("Speech (pick a file)", "audio", uploaded["audio"]),
                 ("width", "value", args.width), ("height", "value", args.height), ("fps", "value", args.fps),
-                ("APK_Lmk2VideoSampler", "steps", args.steps), ("APK_Lmk2VideoSampler", "cfg", args.cfg),
-                ("APK_Lmk2VideoSampler", "seed", args.seed),
-                ("APK_VideoCombine", "format", FORMATS[args.out.suffix.lower()]),
-                ("APK_VideoCombine", "filename_prefix", "AniPortrait/animate")]
-    if args.pose_template:
-        settings.append(("APK_HeadPoseTemplate", "template", uploaded["pose_template"]))
+                (sampler, "steps", args.steps), (sampler, "cfg", args.cfg), (sampler, "seed", args.seed),
+                (writer, "format", FORMATS[args.out.suffix.lower()]),
+                (writer, "filename_prefix", "AniPortrait/animate")]
     for selector, input_name, value in settings + extra:
         try:
             set_inputs(prompt, selector, **{input_name: value})
         except WorkflowError as error:
             raise CliError(str(error)) from error
     return prompt
+
+
+def use_pose_template(prompt: dict, template: str) -> None:
+    """Head Pose Template (``template``, looped to the speech) instead of Audio2Pose and its model loader."""
+    [pose_id] = [key for key, node in prompt.items() if node["class_type"] == "APK_Audio2Pose"]
+    pose = prompt[pose_id]["inputs"]
+    loader_id, _ = pose["audio2pose_model"]
+    del prompt[loader_id]
+    prompt[pose_id] = {"class_type": "APK_HeadPoseTemplate",
+                       "inputs": {"audio": pose["audio"], "fps": pose["fps"], "template": template}}
 
 
 def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir: Path) -> Path:
@@ -156,7 +169,7 @@ def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir
         history = client.wait_history(answer["prompt_id"], timeout=args.timeout)
         if history["status"]["status_str"] != "success":
             raise CliError("generation failed:\n" + describe_failure(history))
-        [combine_id] = [key for key, node in prompt.items() if node["class_type"] == "APK_VideoCombine"]
+        [combine_id] = [key for key, node in prompt.items() if node["class_type"] in VIDEO_WRITERS]
         [entry] = history["outputs"][combine_id]["images"]
         return server.output_dir / entry["subfolder"] / entry["filename"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from models.video_io import read_audio_track, read_video_frames
-from scripts.animate import ComfyUIServer, gpu_available
+from scripts.animate import ComfyUIServer, build_prompt, gpu_available, parse_args
 from tests.workflow_inputs import SIZE, make_inputs, speech_frames, tiny_settings
 
 pytestmark = pytest.mark.server
@@ -24,7 +24,7 @@ def animate(comfy_root: Path, *args: str, cwd: Path) -> subprocess.CompletedProc
 
 def tiny_arguments(golden: Path) -> list[str]:
     arguments = []
-    for selector, values in tiny_settings(golden).items():
+    for selector, values in tiny_settings(golden, "APK_Lmk2VideoSamplerToFile").items():
         for name, value in values.items():
             arguments += ["--set", f"{selector}.{name}={value}"]
     return arguments
@@ -79,3 +79,18 @@ def test_comfyui_is_asked_for_the_cpu_only_without_a_gpu(tmp_path):
     assert "--cpu" not in command(cpu=False)
     assert command(cpu=False)[:2] == [sys.executable, str(tmp_path / "ComfyUI" / "main.py")]
     assert gpu_available(tmp_path / "no-python") is False
+
+
+def test_pose_template_takes_the_place_of_audio2pose(client, tmp_path):
+    args = parse_args(["--image", "portrait.png", "--audio", "speech.wav", "--comfyui", str(tmp_path),
+                       "--pose-template", "pose_temp.npy"])
+    args.out = Path("talking.mp4")
+    uploaded = {"image": "portrait.png", "audio": "speech.wav", "pose_template": "pose_temp.npy"}
+    prompt = build_prompt(args, client.object_info(), uploaded, [])
+    types = [node["class_type"] for node in prompt.values()]
+    assert "APK_Audio2Pose" not in types and "APK_LoadAudio2PoseModel" not in types
+    [template] = [key for key, node in prompt.items() if node["class_type"] == "APK_HeadPoseTemplate"]
+    assert prompt[template]["inputs"]["template"] == "pose_temp.npy"
+    [project] = [node for node in prompt.values() if node["class_type"] == "APK_ProjectLandmarks"]
+    assert project["inputs"]["pose"] == [template, 0]
+    assert "APK_Lmk2VideoSamplerToFile" in types  # the streaming path, as without a template

@@ -11,8 +11,9 @@ import pytest
 from models.video_io import read_audio_track, read_video_frames
 from scripts.workflow_api import set_inputs, workflow_to_prompt
 from tests.harness.client import ComfyClient
-from tests.workflow_inputs import (SIZE, VIDEO_FRAMES, WORKFLOW_DIR, WORKFLOWS, file_settings, load_workflow,
-                                   make_inputs, speech_frames, tiny_settings, upload_inputs)
+from tests.workflow_inputs import (SAMPLERS, SIZE, VIDEO_FRAMES, VIDEO_WRITERS, WORKFLOW_DIR, WORKFLOWS, file_settings,
+                                   load_workflow, make_inputs, node_of_type, speech_frames, tiny_settings,
+                                   upload_inputs)
 from workflows.build_workflows import WORKFLOWS as DESCRIPTIONS, build
 
 pytestmark = pytest.mark.server
@@ -55,12 +56,13 @@ def test_workflow_runs_through_the_api(client, comfy_server, golden_dir, uploade
     workflow = load_workflow(name)
     prompt = workflow_to_prompt(workflow, object_info)
     assert {node["class_type"] for node in prompt.values()} <= set(object_info)
-    for selector, values in {**tiny_settings(golden_dir), **file_settings(workflow, uploaded)}.items():
+    sampler = node_of_type(workflow, SAMPLERS)["type"]
+    for selector, values in {**tiny_settings(golden_dir, sampler), **file_settings(workflow, uploaded)}.items():
         set_inputs(prompt, selector, **values)
     run = client.run(prompt, timeout=600)
     assert run.status == "success", run.describe()
 
-    [combine_id] = [key for key, node in prompt.items() if node["class_type"] == "APK_VideoCombine"]
+    [combine_id] = [key for key, node in prompt.items() if node["class_type"] in VIDEO_WRITERS]
     [entry] = run.outputs[combine_id]["images"]
     path = comfy_server.output_dir / entry["subfolder"] / entry["filename"]
     frames, fps = read_video_frames(path)

@@ -11,9 +11,12 @@ import soundfile
 from PIL import Image
 
 from models.video_io import read_audio_track, read_video_frames, write_video
+from scripts.animate import SAMPLERS, VIDEO_WRITERS  # noqa: F401 (the tests take them from here)
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflows"
-WORKFLOWS = ("audio_driven", "audio_driven_pose_template", "pose_video_driven", "face_reenactment")
+WORKFLOWS = ("audio_driven", "audio_driven_pose_template", "pose_video_driven", "face_reenactment",
+             "audio_driven_long")
+
 SPEECH_SECONDS = 0.6
 VIDEO_FRAMES = 12
 SIZE = 128  # smallest size at which MediaPipe still finds the faces of the test portraits
@@ -55,14 +58,20 @@ def make_inputs(folder: Path, assets: Path) -> dict[str, Path]:
     return files
 
 
-def tiny_settings(golden: Path) -> dict[str, dict]:
-    """Widget values (by node type or title) for the tiny weights: small frames, 2 steps, and the tiny
-    PoseGuider's attention shape from tiny_config.json."""
+def node_of_type(workflow: dict, types: tuple[str, ...]) -> dict:
+    """The workflow's one node whose type is one of ``types``."""
+    [node] = [node for node in workflow["nodes"] if node["type"] in types]
+    return node
+
+
+def tiny_settings(golden: Path, sampler: str = SAMPLERS[0]) -> dict[str, dict]:
+    """Widget values (by node type or title) for the tiny weights: small frames, 2 steps (of the ``sampler`` node
+    type), and the tiny PoseGuider's attention shape from tiny_config.json."""
     pose_guider = json.loads((golden / "tiny" / "tiny_config.json").read_text())["pose_guider"]
     return {
         "width": {"value": SIZE},
         "height": {"value": SIZE},
-        "APK_Lmk2VideoSampler": {"steps": 2},
+        sampler: {"steps": 2},
         "APK_LoadLmk2VideoModels": {"pose_guider_heads": pose_guider["transformer_num_attention_heads"],
                                     "pose_guider_head_dim": pose_guider["transformer_attention_head_dim"]},
     }

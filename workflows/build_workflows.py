@@ -29,7 +29,7 @@ NOTE = "MarkdownNote"
 COLUMN_WIDTH, NODE_WIDTH, GAP = 380, 330, 36
 # room the editor needs below the widgets for previews (image, audio player, video)
 PREVIEW_HEIGHT = {"LoadImage": 290, "LoadVideo": 250, "APK_LoadAudio": 60, "PreviewImage": 250,
-                  "APK_VideoCombine": 300}
+                  "APK_VideoCombine": 300, "APK_Lmk2VideoSamplerToFile": 300}
 # values of editor-only widgets (they never reach the server); "fixed" keeps seeds reproducible
 EDITOR_WIDGET_VALUES = {"control_after_generate": "fixed", "upload": "image", "audioUI": None}
 
@@ -175,11 +175,41 @@ def face_reenactment() -> Columns:
             [sampler("render.pose_images"), video_combine("components.audio", "fps.FLOAT")]]
 
 
+def audio_driven_long() -> Columns:
+    about = note("about", "## AniPortrait: audio-driven, any length\n"
+                          "Like *audio_driven*, for speech of minutes: the sampler draws each window's pose images "
+                          "from the landmarks when it needs them and encodes the frames into the video file as "
+                          "they are decoded, so memory stays the same however long the speech is. Same frames "
+                          "as *audio_driven*.\n"
+                          "1. **Portrait** and **Speech**: pick your files.\n"
+                          "2. Press **Run**; the video appears in the sampler node and in the output folder when "
+                          "it is complete (a cancelled run leaves no file).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+    speech = Node("audio", "APK_LoadAudio", "Speech (pick a file)", {"audio": "lyl.wav"})
+    motion = [Node("mesh_model", "APK_LoadAudio2MeshModel"),
+              Node("mesh", "APK_Audio2Mesh", links={"audio2mesh_model": "mesh_model.audio2mesh_model",
+                                                    "audio": "audio.audio", "fps": "fps.FLOAT"}),
+              Node("pose_model", "APK_LoadAudio2PoseModel"),
+              Node("pose", "APK_Audio2Pose", links={"audio2pose_model": "pose_model.audio2pose_model",
+                                                    "audio": "audio.audio", "fps": "fps.FLOAT"})]
+    project = Node("project", "APK_ProjectLandmarks", links={"reference_face": "face.reference_face",
+                                                             "mesh": "mesh.mesh", "pose": "pose.pose"})
+    to_file = Node("sampler", "APK_Lmk2VideoSamplerToFile", widgets={"seed": 42},
+                   links={"models": "video_models.models", "reference": "reference.reference",
+                          "landmarks": "project.landmarks", "audio": "audio.audio", "fps": "fps.FLOAT"})
+    return [[about, portrait(), speech],
+            [*size_settings(), reference_face()],
+            motion,
+            [project],
+            [video_models(), reference_encode("face.image")],
+            [to_file]]
+
+
 WORKFLOWS = {
     "audio_driven": audio_driven,
     "audio_driven_pose_template": audio_driven_pose_template,
     "pose_video_driven": pose_video_driven,
     "face_reenactment": face_reenactment,
+    "audio_driven_long": audio_driven_long,
 }
 
 

@@ -98,7 +98,7 @@ def draw_pose_image(points: np.ndarray, width: int, height: int, normalized: boo
     return image
 
 
-def draw_pose_images(landmarks: LandmarkSequence, frames: slice = slice(None)) -> np.ndarray:
+def draw_pose_images(landmarks: LandmarkSequence, frames: slice | list[int] = slice(None)) -> np.ndarray:
     """Pose images (F, H, W, 3) uint8, raw channel order, of the ``frames`` of a landmark sequence: drawn at its
     width x height, then resized to its ``output_size`` if it has one."""
     return np.stack([draw_pose_image(points, landmarks.width, landmarks.height, output_size=landmarks.output_size)

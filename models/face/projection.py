@@ -80,6 +80,9 @@ def project_points_with_trans(points: np.ndarray, matrices: np.ndarray, width: i
     return (ndc + 1.0) * 0.5 * np.array([width, height], dtype=np.float64)
 
 
+PROJECTION_BATCH = 256
+
+
 def project_points(points: np.ndarray, trans_mat: np.ndarray, poses: np.ndarray, width: int,
                    height: int) -> np.ndarray:
     """Audio-driven projection: frame i is posed by ``trans_mat @ E(poses[i])`` (relative head motion applied in
@@ -94,8 +97,17 @@ def project_points(points: np.ndarray, trans_mat: np.ndarray, poses: np.ndarray,
     return project_points_with_trans(points, np.asarray(trans_mat, dtype=np.float64) @ motion, width, height)
 
 
-def project_mesh_sequence(face: FaceAnalysis, offsets: np.ndarray, poses: np.ndarray) -> np.ndarray:
+def project_mesh_sequence(face: FaceAnalysis, offsets: np.ndarray, poses: np.ndarray,
+                          frames_per_batch: int = PROJECTION_BATCH) -> np.ndarray:
     """Audio-driven landmarks (spec §4.4): the reference mesh plus per-frame offsets (L, 468, 3), posed by
-    ``poses`` (>= L, 6) and the reference's transformation matrix, in pixels of the reference's analysed size."""
-    vertices = np.asarray(offsets) + face.lmks3d
-    return project_points(vertices, face.trans_mat, poses, face.width, face.height)
+    ``poses`` (>= L, 6) and the reference's transformation matrix, in pixels of the reference's analysed size.
+
+    Projected ``frames_per_batch`` frames at a time (each frame on its own, so the numbers are the same): the float64
+    temporaries of a whole long video at once would take several times the landmarks' own size."""
+    offsets, poses = np.asarray(offsets), np.asarray(poses)
+    if len(poses) < len(offsets):
+        raise ValueError(f"AniPortrait: {len(offsets)} mesh frames need at least as many head poses, "
+                         f"got {len(poses)}.")
+    return np.concatenate([project_points(offsets[start:start + frames_per_batch] + face.lmks3d, face.trans_mat,
+                                          poses[start:start + frames_per_batch], face.width, face.height)
+                           for start in range(0, max(len(offsets), 1), frames_per_batch)])

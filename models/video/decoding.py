@@ -18,19 +18,20 @@ import torch
 
 from ..progress import InterruptCheck, ProgressFn
 from .memory import DeviceMemory, run_in_batches
+from .streaming import FrameSink
 from .vae import LATENT_SCALE, VAE_SCALE_FACTOR
 
 log = logging.getLogger("aniportrait")
 
 
 class _Decoder:
-    """``self(start, stop)`` decodes frames start..stop-1 of ``frames`` (N, 4, h, w) into ``video``; switches to an
+    """``self(start, stop)`` decodes frames start..stop-1 of ``frames`` (N, 4, h, w) to ``sink``; switches to an
     fp32 copy of the VAE for good once a batch is not finite, and to tiles when asked (``tiled``). An object, not a
     closure, so that a traceback through it does not keep the work tensors alive."""
 
-    def __init__(self, vae: torch.nn.Module, frames: torch.Tensor, video: torch.Tensor,
+    def __init__(self, vae: torch.nn.Module, frames: torch.Tensor, sink: FrameSink,
                  check_interrupt: InterruptCheck | None, progress: ProgressFn | None) -> None:
-        self.vae, self.frames, self.video = vae, frames, video
+        self.vae, self.frames, self.sink = vae, frames, sink
         self.check_interrupt, self.progress = check_interrupt, progress
         self.tiled = False
         self.decoded = 0  # frames done, from the first
@@ -38,9 +39,9 @@ class _Decoder:
     def __call__(self, start: int, stop: int) -> None:
         if self.check_interrupt:
             self.check_interrupt()
-        images = self._decode(self.frames[start:stop])
+        images = self._decode((1 / LATENT_SCALE * self.frames[start:stop]).contiguous())
         # clamped in the decoder's dtype first, as the original (it casts to float32 on the CPU at the very end)
-        self.video[start:stop] = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu()
+        self.sink((images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu())
         self.decoded = stop
         if self.progress:
             self.progress(stop, len(self.frames))
@@ -65,18 +66,21 @@ class _Decoder:
 
 @torch.no_grad()
 def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int, memory: DeviceMemory,
-                 check_interrupt: InterruptCheck | None = None, progress: ProgressFn | None = None) -> torch.Tensor:
+                 check_interrupt: InterruptCheck | None = None, progress: ProgressFn | None = None,
+                 sink: FrameSink | None = None) -> torch.Tensor | None:
     """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time
     (fewer after running out of memory, tiled when even one frame does not fit). Each batch goes to the CPU as soon
-    as it is decoded, so device memory holds one batch of images at most. ``progress(done, F)`` counts decoded
-    frames."""
+    as it is decoded, so device memory holds one batch of images at most. With ``sink``, each batch goes to it, in
+    order, and nothing of the video's size is held (returns None). ``progress(done, F)`` counts decoded frames."""
     if latents.ndim != 5 or latents.shape[0] != 1:
         raise ValueError(f"expected latents (1, 4, F, h, w), got {tuple(latents.shape)}")
     num_frames = latents.shape[2]
-    frames = (1 / LATENT_SCALE * latents)[0].transpose(0, 1).contiguous()  # (F, 4, h, w)
-    height, width = latents.shape[3] * VAE_SCALE_FACTOR, latents.shape[4] * VAE_SCALE_FACTOR
-    video = torch.empty((num_frames, height, width, 3), dtype=torch.float32)
-    decoder = _Decoder(vae, frames, video, check_interrupt, progress)
+    video = None
+    if sink is None:
+        height, width = latents.shape[3] * VAE_SCALE_FACTOR, latents.shape[4] * VAE_SCALE_FACTOR
+        video = torch.empty((num_frames, height, width, 3), dtype=torch.float32)
+        sink = _VideoFiller(video)
+    decoder = _Decoder(vae, latents[0].transpose(0, 1), sink, check_interrupt, progress)  # frames (F, 4, h, w)
     try:
         run_in_batches(num_frames, max(1, frames_per_call), decoder, memory, "frames per VAE decode")
         return video
@@ -90,6 +94,17 @@ def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: i
     first = decoder.decoded
     run_in_batches(num_frames - first, 1, partial(_shifted, decoder, first), memory, "frames per VAE decode")
     return video
+
+
+class _VideoFiller:
+    """A sink that writes the batches, in order, into one preallocated video tensor."""
+
+    def __init__(self, video: torch.Tensor) -> None:
+        self.video, self.filled = video, 0
+
+    def __call__(self, frames: torch.Tensor) -> None:
+        self.video[self.filled:self.filled + len(frames)] = frames
+        self.filled += len(frames)
 
 
 def _shifted(run: Callable[[int, int], None], offset: int, start: int, stop: int) -> None:

@@ -25,6 +25,11 @@ UNET_BYTES_PER_LATENT_ELEMENT = 20_000
 # frames) 1,250-1,400 per added pixel plus a fixed ~0.05 GiB per call.
 DECODE_BYTES_PER_PIXEL = 2_000
 MEMORY_HEADROOM = 0.7  # the fraction of the free memory a plan may use
+# Beyond a few windows / frames per call batching gains nothing measurable (above), while a plan that grows with the
+# number of windows makes long videos hold more than short ones, up to the budget: these caps keep the sampler's
+# memory the same for any length.
+MAX_WINDOWS_PER_CALL = 8
+MAX_DECODE_FRAMES_PER_CALL = 16
 
 
 def free_device_memory(device: torch.device) -> int:
@@ -48,7 +53,7 @@ def unet_windows_per_call(window_frames: int, width: int, height: int, guided: b
     """How many context windows one UNet call takes: as many as fit half of ``budget`` bytes (the other half is
     for cached PoseGuider features and decoding), at least one."""
     per_window = unet_window_bytes(window_frames, width, height, guided, dtype)
-    return max(1, min(num_windows, budget // 2 // per_window))
+    return max(1, min(num_windows, MAX_WINDOWS_PER_CALL, budget // 2 // per_window))
 
 
 def sampler_memory_required(window_frames: int, width: int, height: int, guided: bool, dtype: torch.dtype) -> int:
@@ -60,4 +65,4 @@ def sampler_memory_required(window_frames: int, width: int, height: int, guided:
 def decode_frames_per_call(width: int, height: int, dtype: torch.dtype, budget: int) -> int:
     """How many frames one VAE-decode call takes within ``budget`` bytes, at least one."""
     per_frame = DECODE_BYTES_PER_PIXEL * width * height * dtype.itemsize
-    return max(1, budget // per_frame)
+    return max(1, min(MAX_DECODE_FRAMES_PER_CALL, budget // per_frame))

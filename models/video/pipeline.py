@@ -10,10 +10,12 @@ the reference bank rounded through float16); two documented departures are optio
 sums overlapping windows when guidance <= 1, spec B6 — we average unless asked for the original) and
 ``closed_loop`` (spec B9).
 
-Memory: nothing grows with the video length except the latents and their accumulators. Pose images stay on the
-host as uint8 and go to the device one window at a time; PoseGuider features are cached per window only while the
-cache fits the memory budget; several windows share one UNet call (batch = windows × CFG rows) when they fit
-(``memory_plan``); the decoded frames go to the host batch by batch.
+Memory: nothing grows with the video length except the latents (on the compute device; ``WindowBlend`` steps
+each frame as soon as its windows are in, so there is no whole-video accumulator). Pose images come one window at
+a time from a ``PoseSource`` (drawn from landmarks on demand, or rows of a uint8 array) and go to the device;
+PoseGuider features are cached per window only while the cache fits the memory budget; several windows share one
+UNet call (batch = windows × CFG rows) when they fit (``memory_plan``); the decoded frames go to the host batch by
+batch, into one tensor or, with a ``frame_sink``, on to a video file as they come.
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Protocol
 
-import cv2
 import numpy as np
 import torch
 
@@ -38,10 +39,13 @@ from .decoding import decode_video
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
 from .memory import DeviceMemory, run_in_batches
 from .memory_plan import decode_frames_per_call, unet_windows_per_call
+from .pose_source import PoseImageArray, PoseSource, resize_frame, resize_note
 from .reference_unet import round_bank_like_original
 from .scheduler import DDIMConfig, DDIMSampler
 from .speed import is_compiled
+from .streaming import FrameSink
 from .vae import VAE_SCALE_FACTOR, encode_latent, load_vae, vae_pixel_values
+from .window_blend import WindowBlend
 
 log = logging.getLogger("aniportrait")
 
@@ -158,10 +162,8 @@ def prepare_pose_images(pose_images: np.ndarray, width: int, height: int) -> np.
     if pose_images.shape[0] == 0:
         raise ValueError("no pose images: the video needs at least one pose frame. Check the node that made them.")
     if pose_images.shape[1:3] != (height, width):
-        log.warning("AniPortrait: pose images are %dx%d, the reference was encoded for %dx%d; resizing them.",
-                    pose_images.shape[2], pose_images.shape[1], width, height)
-        pose_images = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-                                for frame in pose_images])
+        resize_note((pose_images.shape[2], pose_images.shape[1]), width, height)
+        pose_images = np.stack([resize_frame(frame, width, height) for frame in pose_images])
     return np.ascontiguousarray(pose_images)
 
 
@@ -182,17 +184,17 @@ class _PoseFeatures:
     """PoseGuider features per window. BatchNorm uses each window's own batch statistics (spec §7.4), so a window
     is always run alone; results are cached when all windows fit ``cache_budget`` bytes, else recomputed."""
 
-    def __init__(self, pose_guider: torch.nn.Module, pose_images: np.ndarray, windows: list[list[int]],
+    def __init__(self, pose_guider: torch.nn.Module, poses: PoseSource, windows: list[list[int]],
                  device: torch.device, dtype: torch.dtype, cache_budget: int) -> None:
         self.pose_guider = pose_guider
-        self.pose_images = torch.from_numpy(pose_images)  # host uint8, raw channel order
+        self.poses = poses  # host uint8 frames, raw channel order, made per window
         self.windows = windows
         self.device, self.dtype = device, dtype
         self.cache_budget = cache_budget
         self.cache: dict[int, list[torch.Tensor]] | None = {}
 
     def _pose_tensor(self, window: list[int]) -> torch.Tensor:
-        frames = self.pose_images[window]
+        frames = torch.from_numpy(self.poses.frames(window))
         if self.device.type == "cuda":
             frames = frames.pin_memory()
         frames = frames.to(self.device, non_blocking=True)
@@ -218,6 +220,7 @@ class _WindowBatches:
 
     def __init__(self, windows: list[list[int]], clip_embeds: torch.Tensor, guided: bool,
                  device: torch.device) -> None:
+        self.windows = windows
         self.indices = torch.tensor(windows, dtype=torch.int64, device=device)  # (n_windows, f)
         self.guided = guided
         self.rows = 2 if guided else 1
@@ -258,7 +261,7 @@ class _Sampling:
 
 
 @torch.no_grad()
-def generate(models: VideoModels, reference: EncodedReference, pose_images: np.ndarray, steps: int = 25,
+def generate(models: VideoModels, reference: EncodedReference, pose_images: np.ndarray | PoseSource, steps: int = 25,
              guidance: float = 3.5, seed: int = 42, context_frames: int = 16, context_overlap: int = 4,
              window_blend: str = "average", closed_loop: bool = True, init_latents: torch.Tensor | None = None,
              windows_per_call: int | None = None, decode_batch: int | None = None,
@@ -266,22 +269,28 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
              check_interrupt: InterruptCheck | None = None,
              on_step: Callable[[int, torch.Tensor], None] | None = None, memory: DeviceMemory | None = None,
              preview: Callable[[torch.Tensor], None] | None = None,
-             scheduler_config: DDIMConfig = RELEASED_CONFIG.scheduler) -> torch.Tensor:
-    """Animate ``reference`` along ``pose_images`` (uint8 (F, H, W, 3) in the RAW drawing channel order).
+             scheduler_config: DDIMConfig = RELEASED_CONFIG.scheduler,
+             frame_sink: FrameSink | None = None) -> torch.Tensor | None:
+    """Animate ``reference`` along ``pose_images``: uint8 (F, H, W, 3) in the RAW drawing channel order, or a
+    ``PoseSource`` that makes each window's images when they are needed (e.g. drawn from landmarks).
 
-    Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU. ``guidance`` <= 1 runs without CFG (as the
-    original). ``windows_per_call`` / ``decode_batch`` / ``memory_budget`` (bytes) default to a plan from the free
-    device memory (``memory``: how to measure it and recover from running out; out of memory halves the batches
-    and retries). ``on_step(i, latents)`` sees the latents after each DDIM step (tests compare them), ``preview``
-    the predicted clean latents x0 (1, 4, F, h, w) of the step. ``progress(done, total)`` counts UNet windows,
-    then decoded frames; ``check_interrupt`` also runs before every layer, so a cancel takes effect at once.
-    ``scheduler_config``: the inference config's noise_scheduler_kwargs (``VideoModelFiles.config.scheduler``).
+    Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU; with ``frame_sink``, the frames go to it instead,
+    a decode batch at a time in order, and nothing of the video's size is held (returns None). The latents of all
+    frames stay on the compute device for the whole run (64 KB per frame at 512² in float32, half in float16).
+    ``guidance`` <= 1 runs without CFG (as the original). ``windows_per_call`` / ``decode_batch`` /
+    ``memory_budget`` (bytes) default to a plan from the free device memory (``memory``: how to measure it and
+    recover from running out; out of memory halves the batches and retries). ``on_step(i, latents)`` sees the
+    latents after each DDIM step (tests compare them), ``preview`` the predicted clean latents x0 (1, 4, 1, h, w)
+    of the middle frame at each step. ``progress(done, total)`` counts UNet windows, then decoded frames;
+    ``check_interrupt`` also runs before every layer, so a cancel takes effect at once. ``scheduler_config``: the
+    inference config's noise_scheduler_kwargs (``VideoModelFiles.config.scheduler``).
     """
     if window_blend not in WINDOW_BLENDS:
         raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {window_blend!r}.")
     width, height = reference.width, reference.height
-    pose_images = prepare_pose_images(pose_images, width, height)
-    num_frames = pose_images.shape[0]
+    poses = pose_images if isinstance(pose_images, PoseSource) else \
+        PoseImageArray(prepare_pose_images(pose_images, width, height))
+    num_frames = poses.num_frames
     windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
     device, dtype = _device_and_dtype(unet)
@@ -292,7 +301,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
         raise ValueError(f"init_latents must have shape {latent_shape}, "
                          f"got {tuple(init_latents.shape)}.")
     else:
-        latents = init_latents.to(dtype)
+        latents = init_latents.to(dtype, copy=True)  # stepped in place
 
     guided = guidance > 1.0
     memory = memory or DeviceMemory()
@@ -302,7 +311,9 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     scheduler = DDIMSampler(scheduler_config)
     sampling = _Sampling(timesteps=scheduler.set_timesteps(steps).tolist(), guidance=guidance, guided=guided,
                          average=window_blend == "average" or guided, windows=windows,
-                         windows_per_call=windows_per_call, pose_cache_budget=budget // 4)
+                         windows_per_call=windows_per_call,
+                         # one step uses each window's features once: nothing to cache
+                         pose_cache_budget=budget // 4 if steps > 1 else 0)
     log.info("AniPortrait: %d frames in %d windows, %d per UNet call, %d steps%s.", num_frames, len(windows),
              windows_per_call, steps, ", CFG" if guided else "")
     denoise_work = len(sampling.timesteps) * len(windows)
@@ -310,7 +321,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     try:
         with checking_interrupt(check_interrupt, unet, pose_guider, vae), \
                 attention_backend(check_interrupt=check_interrupt):
-            latents = _denoise(unet, pose_guider, reference, pose_images, latents.to(device), scheduler, sampling,
+            latents = _denoise(unet, pose_guider, reference, poses, latents.to(device), scheduler, sampling,
                                memory, _Callbacks(progress and (lambda done, _: progress(done, total_work)),
                                                   check_interrupt, on_step, preview))
             if decode_batch is None:
@@ -318,7 +329,8 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
                 decode_budget = memory.budget(device) if memory_budget is None else memory_budget
                 decode_batch = decode_frames_per_call(width, height, dtype, decode_budget)
             return decode_video(vae, latents, decode_batch, memory, check_interrupt,
-                                progress and (lambda done, _: progress(denoise_work + done, total_work)))
+                                progress and (lambda done, _: progress(denoise_work + done, total_work)),
+                                sink=frame_sink)
     except BaseException as error:
         # an interrupt or error must not keep the work tensors alive through the frames of its traceback
         traceback.clear_frames(error.__traceback__)
@@ -339,7 +351,7 @@ class _Callbacks:
 @dataclass
 class _UNetCalls:
     """The UNet calls of one denoising step: ``self(start, stop)`` adds the predictions of windows start..stop-1
-    (one call) into ``noise_pred``. An object, not a closure: a traceback keeps the function of each of its frames
+    (one call) to ``blend``, which steps each frame once all its windows are in. An object, not a closure: a traceback keeps the function of each of its frames
     alive, and a closure's function would keep the work tensors alive after an interrupt."""
 
     unet: torch.nn.Module
@@ -348,7 +360,7 @@ class _UNetCalls:
     bank: dict[str, torch.Tensor]
     latents: torch.Tensor
     timestep: torch.Tensor
-    noise_pred: torch.Tensor
+    blend: WindowBlend
     done_before: int
     total: int
     callbacks: _Callbacks
@@ -368,45 +380,40 @@ class _UNetCalls:
         prediction = self.unet(self.batches.latent_input(self.latents, group), self.timestep,
                                encoder_hidden_states=context, pose_features=features, reference_bank=self.bank,
                                reference_mask=mask)
-        del per_window, features  # before the index_add allocates
+        del per_window, features  # before the blend allocates
         for position, window_index in enumerate(real):
             # this window's rows: its unconditional and its conditional prediction
-            self.noise_pred.index_add_(2, self.batches.indices[window_index], prediction[position::len(group)])
+            self.blend.add(self.batches.windows[window_index], prediction[position::len(group)])
         if self.callbacks.progress:
             self.callbacks.progress(self.done_before + stop, self.total)
 
 
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
-             pose_images: np.ndarray, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
+             poses: PoseSource, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
              memory: DeviceMemory, callbacks: _Callbacks) -> torch.Tensor:
-    """The DDIM loop over all steps and windows (spec §10.4); returns the final latents. Runs of windows share a
-    UNet call (``sampling.windows_per_call``, fewer after running out of memory)."""
+    """The DDIM loop over all steps and windows (spec §10.4); returns the final latents, stepped in place. Runs of
+    windows share a UNet call (``sampling.windows_per_call``, fewer after running out of memory)."""
     device, dtype = latents.device, latents.dtype
     windows = sampling.windows
     batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided, device)
     rows = batches.rows
-    pose_features = _PoseFeatures(pose_guider, pose_images, windows, device, dtype, sampling.pose_cache_budget)
+    pose_features = _PoseFeatures(pose_guider, poses, windows, device, dtype, sampling.pose_cache_budget)
     bank = {name: value.to(device=device, dtype=dtype) for name, value in reference.bank.items()}
-    counter = torch.tensor(frame_coverage(windows, latents.shape[2]), dtype=dtype, device=device).view(1, 1, -1, 1, 1)
+    blend = WindowBlend(latents, frame_coverage(windows, latents.shape[2]), sampling.average, sampling.guided,
+                        sampling.guidance, scheduler, preview_frame=latents.shape[2] // 2)
     timesteps = torch.tensor(sampling.timesteps, dtype=torch.int64).to(device)
-    latents = latents * scheduler.init_noise_sigma
+    latents.mul_(scheduler.init_noise_sigma)
     total = len(sampling.timesteps) * len(windows)
     for step, timestep in enumerate(sampling.timesteps):
-        noise_pred = torch.zeros((rows, *latents.shape[1:]), dtype=dtype, device=device)
-        predict = _UNetCalls(unet, batches, pose_features, bank, latents, timesteps[step], noise_pred,
+        blend.start_step(timestep)
+        predict = _UNetCalls(unet, batches, pose_features, bank, latents, timesteps[step], blend,
                              step * len(windows), total, callbacks,
                              pad_to=sampling.windows_per_call if is_compiled(unet) else 0)
         sampling.windows_per_call = run_in_batches(len(windows), sampling.windows_per_call, predict, memory,
                                                    "context windows per UNet call")
         del predict
-        if sampling.average:
-            noise_pred = noise_pred / counter
-        if sampling.guided:
-            uncond, cond = noise_pred.chunk(2)
-            noise_pred = uncond + sampling.guidance * (cond - uncond)
-        latents, clean = scheduler.step(noise_pred, timestep, latents)
         if callbacks.on_step:
-            callbacks.on_step(step, latents)
+            callbacks.on_step(step, latents.clone())  # a snapshot: the next step updates the latents in place
         if callbacks.preview:
-            callbacks.preview(clean)
+            callbacks.preview(blend.preview_clean)
     return latents
