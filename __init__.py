@@ -3,12 +3,14 @@ faithful). ComfyUI imports this file; the model code lives in ``models/`` and im
 from .nodes import AniPortraitExtension
 from .nodes.common import install_free_hook, register_model_folder
 from .nodes import routes
+from .nodes.ui_warnings import install_warning_forwarding
 
 WEB_DIRECTORY = "./web"
 
 register_model_folder()
 install_free_hook()
 routes.register()
+install_warning_forwarding()
 
 
 async def comfy_entrypoint() -> AniPortraitExtension:

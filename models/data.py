@@ -21,6 +21,7 @@ class FaceAnalysis:
     blendshapes: np.ndarray   # (51,) float64: the 52 scores minus "_neutral"
     width: int                # size in pixels of the image that was analysed
     height: int
+    faces_in_image: int = 1   # faces MediaPipe found; this one is the largest of them
 
 
 @dataclass

@@ -13,7 +13,10 @@ import comfy.model_management as mm
 import folder_paths
 
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
+from ..models.video.pose_guider import check_window_statistics
 from . import types as apk
+from .inputs import check_numbers
+from .paths import model_choices_problem
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, model_choices, progress_bar,
                      resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
 
@@ -97,6 +100,7 @@ class LoadLmk2VideoModels(io.ComfyNode):
     @classmethod
     def execute(cls, denoising_unet, reference_unet, motion_module, pose_guider, unet_config, vae, image_encoder,
                 precision, pose_guider_heads=16, pose_guider_head_dim=88) -> io.NodeOutput:
+        check_numbers(cls, pose_guider_heads=pose_guider_heads, pose_guider_head_dim=pose_guider_head_dim)
         choices = {"denoising_unet": denoising_unet, "reference_unet": reference_unet,
                    "motion_module": motion_module, "pose_guider": pose_guider, "sd15_unet_config": unet_config,
                    "image_encoder": image_encoder}
@@ -112,6 +116,13 @@ class LoadLmk2VideoModels(io.ComfyNode):
             image_encoder=paths["image_encoder"],
             pose_guider_heads=pose_guider_heads, pose_guider_head_dim=pose_guider_head_dim)
         return io.NodeOutput(VideoModelsHandle(files, resolve_dtype(precision)))
+
+    @classmethod
+    def validate_inputs(cls, denoising_unet=None, reference_unet=None, motion_module=None, pose_guider=None,
+                        unet_config=None, vae=None, image_encoder=None) -> bool | str:
+        return model_choices_problem(denoising_unet=denoising_unet, reference_unet=reference_unet,
+                                     motion_module=motion_module, pose_guider=pose_guider, unet_config=unet_config,
+                                     vae=vae, image_encoder=image_encoder)
 
 
 class ReferenceNetEncode(io.ComfyNode):
@@ -136,6 +147,7 @@ class ReferenceNetEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, image, width, height) -> io.NodeOutput:
+        check_numbers(cls, width=width, height=height)
         portrait = rgb_images_to_uint8(image[:1], "image")[0]
         encoders = cached_video_models(models, "image_encoder", "vae", "reference_unet")
         return io.NodeOutput(encode_reference(encoders, portrait, width, height))
@@ -180,12 +192,15 @@ class Lmk2VideoSampler(io.ComfyNode):
     @classmethod
     def execute(cls, models, reference: EncodedReference, pose_images, steps, cfg, seed, context_frames,
                 context_overlap, window_blend, loop) -> io.NodeOutput:
+        check_numbers(cls, steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
+                      context_overlap=context_overlap)
         # checked before the networks load (the sampler checks it too, but only after loading them)
         if context_overlap >= context_frames:
             raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
                              f"({context_frames}); lower context_overlap or raise context_frames.")
         # IMAGE is display RGB; the networks were trained on the drawing's raw channel order (reversed)
         raw_pose = np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
+        check_window_statistics(min(context_frames, len(raw_pose)), reference.width, reference.height)
         networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae")
         frames = generate(networks, reference, raw_pose, steps=steps, guidance=cfg, seed=seed,
                           context_frames=context_frames, context_overlap=context_overlap,

@@ -34,6 +34,7 @@ from .clip_encoder import encode_image, load_image_encoder
 from .context import context_windows, frame_coverage
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
 from .memory_plan import decode_frames_per_call, free_device_memory, unet_windows_per_call
+from .pose_guider import check_window_statistics
 from .reference_unet import round_bank_like_original
 from .scheduler import DDIMSampler
 from .vae import VAE_SCALE_FACTOR, decode_latents, encode_latent, load_vae, vae_pixel_values
@@ -272,6 +273,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     pose_images = prepare_pose_images(pose_images, width, height)
     num_frames = pose_images.shape[0]
     windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
+    check_window_statistics(len(windows[0]), width, height)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
     device, dtype = _device_and_dtype(unet)
     latent_h, latent_w = height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR
