@@ -25,9 +25,18 @@ class _SendToClient(logging.Handler):
 
             server = PromptServer.instance
             server.send_sync(WARNING_EVENT, {"message": record.getMessage(), "node": context.node_id,
+                                             "node_type": _node_type(server, context.prompt_id, context.node_id),
                                              "prompt_id": context.prompt_id}, server.client_id)
         except Exception:  # a warning must never break the node that raised it
             self.handleError(record)
+
+
+def _node_type(server, prompt_id: str, node_id: str) -> str | None:
+    """The class of the node in the running prompt (the page may show another graph than the one that runs)."""
+    for item in list(server.prompt_queue.currently_running.values()):
+        if item[1] == prompt_id:
+            return (item[2].get(node_id) or {}).get("class_type")
+    return None
 
 
 def install_warning_forwarding() -> None:

@@ -62,7 +62,11 @@ def _error_message(run) -> str:
 
 
 def _warnings(run, node_id: str) -> list[str]:
-    return [event["message"] for event in run.events_of(WARNING_EVENT) if event.get("node") == node_id]
+    """The warnings the client received from node ``node_id`` (checked to name the node's type too)."""
+    events = [event for event in run.events_of(WARNING_EVENT) if event.get("node") == node_id]
+    node_type = run.history["prompt"][2][node_id]["class_type"]  # (number, id, prompt, extra data, outputs)
+    assert all(event.get("node_type") == node_type for event in events), events
+    return [event["message"] for event in events]
 
 
 # --- 1. file names never leave their folder -------------------------------------------------------------------
@@ -253,13 +257,18 @@ def test_numbers_arriving_through_links_are_checked_by_the_node(client, object_i
         assert f"input '{input_name}'" in message and f"{limits['min']:g} to {limits['max']:g}" in message, message
 
 
-def test_a_one_frame_window_too_small_for_the_pose_guider_says_what_to_change(client, object_info, golden_dir):
+def _encoded_grey_reference(graph: Graph, golden_dir: Path, width: int, height: int):
+    """The tiny video models and a grey 64x64 portrait encoded for width x height: (models, reference) nodes."""
     tiny_guider = json.loads((golden_dir / "tiny" / "tiny_config.json").read_text())["pose_guider"]
-    graph = Graph(object_info)
     models = graph.add("APK_LoadLmk2VideoModels", pose_guider_heads=tiny_guider["transformer_num_attention_heads"],
                        pose_guider_head_dim=tiny_guider["transformer_attention_head_dim"])
     portrait = graph.add("EmptyImage", width=64, height=64, batch_size=1, color=0x808080)
-    reference = graph.add("APK_ReferenceNetEncode", models, portrait, width=64, height=64)
+    return models, graph.add("APK_ReferenceNetEncode", models, portrait, width=width, height=height)
+
+
+def test_a_one_frame_window_too_small_for_the_pose_guider_says_what_to_change(client, object_info, golden_dir):
+    graph = Graph(object_info)
+    models, reference = _encoded_grey_reference(graph, golden_dir, 64, 64)
     poses = graph.add("EmptyImage", width=64, height=64, batch_size=1, color=0)
     sampler = graph.add("APK_Lmk2VideoSampler", models, reference, poses, steps=1, context_frames=1,
                         context_overlap=0)
@@ -334,12 +343,8 @@ def test_frames_without_a_face_are_reported_to_the_client(client, object_info, a
 
 
 def test_a_size_rounded_to_a_multiple_of_8_is_reported_to_the_client(client, object_info, golden_dir):
-    tiny_guider = json.loads((golden_dir / "tiny" / "tiny_config.json").read_text())["pose_guider"]
     graph = Graph(object_info)
-    models = graph.add("APK_LoadLmk2VideoModels", pose_guider_heads=tiny_guider["transformer_num_attention_heads"],
-                       pose_guider_head_dim=tiny_guider["transformer_attention_head_dim"])
-    portrait = graph.add("EmptyImage", width=64, height=64, batch_size=1, color=0x808080)
-    encode = graph.add("APK_ReferenceNetEncode", models, portrait, width=68, height=64)
+    _, encode = _encoded_grey_reference(graph, golden_dir, 68, 64)
     graph.add("PreviewAny", encode)
     run = client.run(graph.prompt)
     assert run.status == "success", run.describe()

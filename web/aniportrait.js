@@ -59,14 +59,16 @@ async function showModelStatus() {
   });
 }
 
-function nodeTitle(nodeId) {
+// the node's title when the canvas shows the graph that runs, else its type's display name
+function nodeTitle(nodeId, nodeType) {
   const node = app.graph?.getNodeById?.(nodeId);
-  return node?.title ?? `node ${nodeId}`;
+  if (node && (!nodeType || node.comfyClass === nodeType)) return node.title;
+  return window.LiteGraph?.registered_node_types?.[nodeType]?.title ?? nodeType ?? `node ${nodeId}`;
 }
 
 function showWarning(event) {
-  const { message, node } = event.detail ?? {};
-  const warning = { summary: `AniPortrait: ${nodeTitle(node)}`, detail: message };
+  const { message, node, node_type: nodeType } = event.detail ?? {};
+  const warning = { summary: `AniPortrait: ${nodeTitle(node, nodeType)}`, detail: message };
   shownWarnings.push(warning);
   console.warn(`[AniPortrait] ${warning.summary}: ${message}`);
   app.extensionManager?.toast?.add?.({ severity: "warn", ...warning, life: 12000 });
