@@ -14,6 +14,7 @@ from comfy_api.latest import InputImpl, io, ui
 from ..models.video_io import AudioTrack, write_video
 from .common import rgb_images_to_uint8
 from .inputs import check_numbers
+from .paths import save_location
 
 log = logging.getLogger("aniportrait")
 
@@ -36,16 +37,7 @@ def output_file(filename_prefix: str, save_output: bool, width: int, height: int
     """Next free ``<prefix>_<counter>_.<ext>`` in the output folder (or the temp folder for a preview)."""
     folder_type = io.FolderType.output if save_output else io.FolderType.temp
     base = folder_paths.get_output_directory() if save_output else folder_paths.get_temp_directory()
-    if not filename_prefix.strip():
-        raise ValueError("VideoCombine: filename_prefix is empty; enter a name such as 'AniPortrait/video'.")
-    try:
-        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, base, width, height)
-    except OSError as exc:
-        raise ValueError(f"VideoCombine: cannot create a folder for '{filename_prefix}' in '{base}': {exc}. "
-                         "Check that ComfyUI may write there, or start it with another --output-directory.") from exc
-    except Exception as exc:  # ComfyUI refuses prefixes that climb out of the folder
-        raise ValueError(f"VideoCombine: filename_prefix '{filename_prefix}' points outside '{base}'. "
-                         "Use a relative prefix such as 'AniPortrait/video'.") from exc
+    folder, filename, counter, subfolder = save_location(filename_prefix, base, "filename_prefix", width, height)
     if not os.access(folder, os.W_OK):
         raise ValueError(f"VideoCombine: the folder '{folder}' is not writable. Fix its permissions, "
                          "or start ComfyUI with another --output-directory.")

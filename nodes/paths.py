@@ -20,10 +20,6 @@ from ..models.cache import file_identity
 UPLOAD_HINT = "Upload the file with the node's upload button (or put it into ComfyUI's input folder) and pick it."
 
 
-class RefusedPathError(ValueError):
-    """A file name that points outside the folder it belongs to, or at nothing."""
-
-
 def refused_input_message(input_name: str, name: str) -> str:
     return (f"AniPortrait: input '{input_name}': '{name}' is not a file in ComfyUI's input folder (names may not "
             f"leave the folder). {UPLOAD_HINT}")
@@ -40,7 +36,7 @@ def input_file(name: str, input_name: str) -> Path:
             return path
     except (OSError, ValueError, TypeError):  # e.g. a NUL byte, a loop of links: refused like any bad name
         pass
-    raise RefusedPathError(refused_input_message(input_name, name))
+    raise ValueError(refused_input_message(input_name, name))
 
 
 def input_file_problem(name: str | None, input_name: str) -> bool | str:
@@ -50,7 +46,7 @@ def input_file_problem(name: str | None, input_name: str) -> bool | str:
         return True
     try:
         input_file(name, input_name)
-    except RefusedPathError as refused:
+    except ValueError as refused:
         return str(refused)
     return True
 
@@ -75,9 +71,9 @@ def refused_model_message(input_name: str, choice: str) -> str:
 
 
 def model_choice(choice: str, input_name: str) -> str:
-    """``choice`` if it names a path inside the models folder, else RefusedPathError."""
+    """``choice`` if it names a path inside the models folder, else a ValueError."""
     if not is_inside_folder(choice):
-        raise RefusedPathError(refused_model_message(input_name, choice))
+        raise ValueError(refused_model_message(input_name, choice))
     return choice
 
 
@@ -87,3 +83,24 @@ def model_choices_problem(**choices: str | None) -> bool | str:
         if choice is not None and not is_inside_folder(choice):
             return refused_model_message(input_name, choice)
     return True
+
+
+def save_location(filename_prefix: str, base: str, input_name: str, width: int = 0,
+                  height: int = 0) -> tuple[Path, str, int, str]:
+    """Where a node saves under ``filename_prefix`` in the output (or temp) folder ``base``: (folder, file name
+    stem, next free counter, subfolder), refused when the prefix leaves the folder, also through a symlink."""
+    if not filename_prefix.strip():
+        raise ValueError(f"AniPortrait: input '{input_name}' is empty; enter a name such as 'AniPortrait/video'.")
+    refusal = (f"AniPortrait: input '{input_name}': '{filename_prefix}' points outside ComfyUI's output folder. Use "
+               "a relative prefix such as 'AniPortrait/video' (sub-folders are fine; '..' and absolute paths are not).")
+    try:
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, base, width, height)
+    except OSError as exc:
+        raise ValueError(f"AniPortrait: input '{input_name}': cannot create a folder for '{filename_prefix}' in "
+                         f"'{base}': {exc}. Check that ComfyUI may write there, or start it with another "
+                         "--output-directory.") from exc
+    except Exception:  # ComfyUI refuses prefixes that climb out of the folder
+        raise ValueError(refusal) from None
+    if not Path(folder).resolve().is_relative_to(Path(base).resolve()):
+        raise ValueError(refusal)
+    return Path(folder), filename, counter, subfolder

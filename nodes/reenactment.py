@@ -14,6 +14,7 @@ from ..models.face.pose_template import TEMPLATE_SMOOTHING, pose_template
 from ..models.face.retarget import DEFAULT_SMOOTHING, SIZE_MODES, retarget_face
 from . import types as apk
 from .inputs import check_numbers
+from .paths import save_location
 
 log = logging.getLogger("aniportrait")
 
@@ -58,8 +59,8 @@ class RetargetFace(io.ComfyNode):
 def save_template(poses: np.ndarray, filename_prefix: str) -> str:
     """Writes the template as ``.npy`` (float64, (M, 6), like AniPortrait's pose_temp.npy) into ComfyUI's output
     folder; returns the path relative to it."""
-    output_dir = folder_paths.get_output_directory()
-    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+    folder, name, counter, subfolder = save_location(filename_prefix, folder_paths.get_output_directory(),
+                                                     "filename_prefix")
     os.makedirs(folder, exist_ok=True)
     filename = f"{name}_{counter:05}_.npy"
     np.save(os.path.join(folder, filename), poses)

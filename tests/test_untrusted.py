@@ -146,6 +146,20 @@ def test_model_choices_outside_the_models_folder_are_refused_alike(client, objec
     assert len(refusals) == 1 and "models folder" in refusals.pop()
 
 
+def test_save_prefixes_cannot_leave_the_output_folder_even_through_a_link(client, object_info, comfy_server,
+                                                                         outside):
+    link = comfy_server.output_dir / "link_to_outside"
+    if not link.is_symlink():
+        link.symlink_to(outside, target_is_directory=True)
+    before = sorted(outside.rglob("*"))
+    for prefix in ("link_to_outside/video", "../../escaped/video", str(outside / "video")):
+        graph = Graph(object_info)
+        graph.add("APK_VideoCombine", graph.add("EmptyImage", width=64, height=64), filename_prefix=prefix)
+        message = _error_message(client.run(graph.prompt))
+        assert "input 'filename_prefix'" in message and "outside ComfyUI's output folder" in message, message
+    assert sorted(outside.rglob("*")) == before, "something was written outside the output folder"
+
+
 # --- 2. errors that name the input or file and say what to do --------------------------------------------------
 
 @pytest.fixture
