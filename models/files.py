@@ -127,18 +127,24 @@ def ensure_models(names: Iterable[str], root: Path | str, allow_download: bool |
             log.warning("AniPortrait: cannot download %d model file(s): %s.", len(missing), offline)
             raise MissingModelFilesError(missing, root, f"cannot download: {offline}; connect to the internet "
                                                         "or download them elsewhere")
-        failed = []
+        failed, reasons = [], []
         for i, (model, path) in enumerate(missing):
             try:
                 _download(model, path, root)
             except Exception as exc:  # network, auth, disk: report them all together below
                 log.warning("AniPortrait: download of %s failed: %s", path, exc)
                 failed.append((model, path))
+                reasons.append(_short_reason(exc))
             if progress:
                 progress(i + 1, len(missing))
         if failed:
-            raise MissingModelFilesError(failed, root, "download failed; see the log for the reason")
+            raise MissingModelFilesError(failed, root, "download failed: " + "; ".join(dict.fromkeys(reasons)))
     return {name: root / MODEL_FILES[name].relpath for name in names}
+
+
+def _short_reason(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
 
 
 def _download(model: ModelFile, path: Path, root: Path) -> None:
