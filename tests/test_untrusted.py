@@ -311,10 +311,17 @@ def _reference_face_run(client, object_info, image_name: str, **widgets):
     return client.run(graph.prompt), face.id, preview.id
 
 
+@pytest.mark.parametrize("tall", [False, True], ids=["wide", "tall"])
 @pytest.mark.parametrize("widgets", [{"crop": "auto (face-centred square)", "width": 512, "height": 512},
                                      {"crop": "none", "width": 2000, "height": 200}], ids=["crop auto", "crop none"])
-def test_a_face_in_a_wide_banner_is_found(client, object_info, assets_dir, tmp_path, widgets):
-    name = _upload_rgb(client, _banner(assets_dir), tmp_path / "banner.png")
+def test_a_face_in_a_banner_is_found(client, object_info, assets_dir, tmp_path, widgets, tall):
+    banner = _banner(assets_dir)
+    if tall:  # the portrait stays upright in a 200x2000 column
+        face = _portrait(assets_dir, PORTRAIT, 200)
+        banner = np.full((2000, face.shape[1], 3), 128, dtype=np.uint8)
+        banner[1300:1500] = face
+        widgets = {**widgets, "width": widgets["height"], "height": widgets["width"]}
+    name = _upload_rgb(client, banner, tmp_path / "banner.png")
     run, _, _ = _reference_face_run(client, object_info, name, **widgets)
     assert run.status == "success", run.describe()
 
