@@ -422,3 +422,13 @@ def test_without_a_connection_the_missing_model_error_says_why_with_a_working_co
     pasted = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120,
                             env={**os.environ, **unconnected_env})
     assert pasted.returncode == 1 and "no connection to 127.0.0.1" in pasted.stderr, pasted.stdout + pasted.stderr
+
+
+def test_the_printed_download_command_survives_spaces_in_paths(tmp_path, unconnected_env):
+    from models.files import download_command
+
+    command = download_command(tmp_path / "models with spaces", ["face_landmarker"])
+    pasted = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **unconnected_env})
+    assert pasted.returncode == 1 and "no connection to 127.0.0.1" in pasted.stderr, pasted.stdout + pasted.stderr
+    assert "models with spaces" in pasted.stderr
