@@ -4,12 +4,14 @@ from .nodes import AniPortraitExtension
 from .nodes.common import register_model_folder
 from .nodes import routes
 from .nodes.runtime import install_memory_hooks
+from .nodes.ui_warnings import install_warning_forwarding
 
 WEB_DIRECTORY = "./web"
 
 register_model_folder()
 install_memory_hooks()
 routes.register()
+install_warning_forwarding()
 
 
 async def comfy_entrypoint() -> AniPortraitExtension:

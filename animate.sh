@@ -7,7 +7,7 @@
 #
 # ComfyUI: --comfyui DIR, else the one this pack sits in (ComfyUI/custom_nodes/<pack>), else the pinned CPU
 # install of .ci/install_comfyui.sh (~/.cache/aniportrait-comfyui, installed on first use).
-# Models: --models DIR, else COMFYUI/models/aniportrait (fill it with: python scripts/download_models.py).
+# Models: --models DIR, else COMFYUI/models/aniportrait (fill it with ComfyUI's python: PY scripts/download_models.py).
 # Runs on the GPU when ComfyUI's torch sees one (--cpu: on the CPU anyway).
 # `bash animate.sh --help` lists every option.
 set -euo pipefail

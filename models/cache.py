@@ -22,10 +22,15 @@ HOST_MEMORY_RESERVE = 4 * 2 ** 30
 def file_identity(path: Path | str) -> tuple[str, int, int]:
     """A key part that changes when the file (or a folder's files) is replaced on disk."""
     path = Path(path)
-    if path.is_dir():
-        stats = [f.stat() for f in sorted(path.rglob("*")) if f.is_file()]
-        return str(path.resolve()), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
-    stat = path.stat()
+    try:
+        if path.is_dir():
+            stats = [f.stat() for f in sorted(path.rglob("*")) if f.is_file()]
+            return str(path.resolve()), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+        stat = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"AniPortrait: the file {path} is gone (removed or renamed since it was selected). "
+                                "Put it back, or select it again (press R to refresh the lists), and run "
+                                "again.") from None
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 

@@ -1,6 +1,8 @@
 """Reading checkpoints safely and loading them into modules with errors a user can act on."""
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -14,31 +16,61 @@ class CheckpointMismatchError(ValueError):
 
 
 def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file or a pickled state dict (loaded with ``weights_only=True``)."""
+    """Tensors of a ``.safetensors`` file or a pickled state dict (loaded with ``weights_only=True``).
+
+    Every way a file can fail to read ends here, in one message that names the file and what to do; PyTorch's own
+    text is cut down to its cause, since it goes on to suggest loading with ``weights_only=False``, which would run
+    whatever code the file carries.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"AniPortrait: the weights file {path} is gone (removed or renamed since it was "
+                                "selected). Put it back, or select another file (press R to refresh the lists), "
+                                "and run again.")
+    try:
+        data = _read_weights(path)
+    except Exception as exc:  # truncated, corrupt, refused by the safe unpickler, or not a weights file at all
+        refused = _refused_global(exc)
+        if refused:
+            raise CheckpointMismatchError(
+                f"AniPortrait: {path} was not loaded: besides tensors it holds Python objects or code ({refused}), "
+                "and the pack loads weights only. Use the original file (download it again) or a .safetensors "
+                "version of it.") from None
+        raise CheckpointMismatchError(
+            f"AniPortrait: {path} could not be read as a weights file; it is damaged, incomplete (an interrupted "
+            f"download?) or not a checkpoint ({_first_sentence(exc)}). Delete it and run again to download it "
+            "afresh (default files), or download it again from its source.") from None
+    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointMismatchError(f"AniPortrait: {path} does not contain a state dict of tensors. Check that "
+                                      "the right file is selected in this slot, or download it again.")
+    return dict(data)
+
+
+def _read_weights(path: Path) -> object:
     if path.suffix in (".safetensors", ".sft"):
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
     try:
-        data = _load_pickle(path)
-    except Exception as exc:
-        raise CheckpointMismatchError(
-            f"{path} could not be read as a weights file ({type(exc).__name__}: {exc}). Pickles are loaded with "
-            "weights_only=True, so files that need arbitrary code cannot be used; convert it to .safetensors "
-            "or download the original file again.") from exc
-    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
-        data = data["state_dict"]
-    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointMismatchError(f"{path} does not contain a state dict of tensors.")
-    return dict(data)
-
-
-def _load_pickle(path: Path) -> object:
-    try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:  # old (non-zip) pickles cannot be memory-mapped
         return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def _refused_global(exc: Exception) -> str | None:
+    """What the safe unpickler refused to import (e.g. "GLOBAL builtins.eval"), None for other failures."""
+    match = re.search(r"Unsupported global: (\S+(?: \S+)?) was not an allowed global", str(exc))
+    return f"it imports {match.group(1)}" if isinstance(exc, pickle.UnpicklingError) and match else None
+
+
+def _first_sentence(exc: Exception) -> str:
+    if isinstance(exc, pickle.UnpicklingError):  # the rest of PyTorch's text is advice to unpickle unsafely
+        return "not a PyTorch weights pickle"
+    text = str(exc).strip().split("\n")[0]
+    text = re.split(r"(?<=[a-z])\. ", text)[0][:200]
+    return f"{type(exc).__name__}: {text}" if text and "weights_only" not in text else type(exc).__name__
 
 
 def _describe(keys: list[str]) -> str:

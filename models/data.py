@@ -23,6 +23,7 @@ class FaceAnalysis:
     # differs from the analysed image's only in the original's swapped analysis, see face/reference.py)
     width: int
     height: int
+    faces_in_image: int = 1   # faces MediaPipe found; this one is the largest of them
 
 
 @dataclass

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Iterable
@@ -19,6 +24,8 @@ from .registry import MODEL_FILES, ModelFile
 log = logging.getLogger("aniportrait")
 
 DOWNLOAD_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_models.py"
+HUB_ENDPOINT = "https://huggingface.co"
+CONNECT_TIMEOUT = 3.0  # seconds for the reachability probe before downloading
 
 
 class MissingModelFilesError(FileNotFoundError):
@@ -29,12 +36,44 @@ class MissingModelFilesError(FileNotFoundError):
         lines = [f"AniPortrait: {len(missing)} model file(s) missing under {root} ({reason}):"]
         for model, path in missing:
             lines.append(f"  - {path}  [{model.name}: {model.purpose}, {model.size}]  from {model.source}")
-        names = " ".join(dict.fromkeys(model.name for model, _ in missing))
         lines.append("Put each file at the path shown (the layout of AniPortrait's pretrained_weights/ folder), "
                      "or allow downloads (unset ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE and connect to the internet) "
                      "and run again, or download them with:")
-        lines.append(f"  python {DOWNLOAD_SCRIPT} --models-dir {root} --only {names}")
+        lines.append("  " + download_command(root, list(dict.fromkeys(model.name for model, _ in missing))))
         super().__init__("\n".join(lines))
+
+
+def download_command(root: Path, names: list[str]) -> str:
+    """The download command for a terminal, working when pasted: the Python running now (ComfyUI's, which has
+    huggingface_hub) and the script, by their full paths."""
+    args = [sys.executable, str(DOWNLOAD_SCRIPT), "--models-dir", str(root), "--only", *names]
+    return subprocess.list2cmdline(args) if os.name == "nt" else shlex.join(args)
+
+
+def download_hosts(models: Iterable[ModelFile]) -> list[tuple[str, int]]:
+    """(host, port) a download of ``models`` connects to first: the proxy when one is set, else the source."""
+    proxies = urllib.request.getproxies()
+    hosts = []
+    for model in models:
+        url = urllib.parse.urlsplit(model.url or os.environ.get("HF_ENDPOINT", HUB_ENDPOINT))
+        if url.scheme in proxies and not urllib.request.proxy_bypass(url.hostname or ""):
+            url = urllib.parse.urlsplit(proxies[url.scheme])
+        address = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+        if address not in hosts:
+            hosts.append(address)
+    return hosts
+
+
+def connection_problem(models: Iterable[ModelFile], timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why a download of ``models`` cannot start (no route, no name resolution, refused), found with one short
+    connection attempt per host instead of the libraries' minute of retries; None when every host answers."""
+    for host, port in download_hosts(models):
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            return f"no connection to {host}:{port} ({reason})"
+    return None
 
 
 def downloads_allowed() -> bool:
@@ -83,18 +122,29 @@ def ensure_models(names: Iterable[str], root: Path | str, allow_download: bool |
             allow_download = downloads_allowed()
         if not allow_download:
             raise MissingModelFilesError(missing, root, "downloads are turned off")
-        failed = []
+        offline = connection_problem(model for model, _ in missing)
+        if offline:
+            log.warning("AniPortrait: cannot download %d model file(s): %s.", len(missing), offline)
+            raise MissingModelFilesError(missing, root, f"cannot download: {offline}; connect to the internet "
+                                                        "or download them elsewhere")
+        failed, reasons = [], []
         for i, (model, path) in enumerate(missing):
             try:
                 _download(model, path, root)
             except Exception as exc:  # network, auth, disk: report them all together below
                 log.warning("AniPortrait: download of %s failed: %s", path, exc)
                 failed.append((model, path))
+                reasons.append(_short_reason(exc))
             if progress:
                 progress(i + 1, len(missing))
         if failed:
-            raise MissingModelFilesError(failed, root, "download failed; see the log for the reason")
+            raise MissingModelFilesError(failed, root, "download failed: " + "; ".join(dict.fromkeys(reasons)))
     return {name: root / MODEL_FILES[name].relpath for name in names}
+
+
+def _short_reason(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
 
 
 def _download(model: ModelFile, path: Path, root: Path) -> None:

@@ -23,6 +23,8 @@ from ..models.data import MeshSequence, PoseSequence
 from . import types as apk
 from .common import (cached_model, check_interrupt, folder_choices, model_choices, progress_bar, resolve_models,
                      torch_device)
+from .inputs import check_numbers
+from .paths import input_file, input_file_identity, input_file_problem, model_choices_problem
 
 log = logging.getLogger("aniportrait")
 
@@ -99,18 +101,16 @@ class LoadAudio(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio: str) -> io.NodeOutput:
-        samples, sample_rate = decode_audio_file(folder_paths.get_annotated_filepath(audio))
+        samples, sample_rate = decode_audio_file(input_file(audio, "audio"))
         return io.NodeOutput({"waveform": torch.from_numpy(samples)[None], "sample_rate": sample_rate})
 
     @classmethod
     def fingerprint_inputs(cls, audio: str) -> tuple[str, int, int]:
-        return file_identity(folder_paths.get_annotated_filepath(audio))
+        return input_file_identity(audio, "audio")
 
     @classmethod
-    def validate_inputs(cls, audio: str) -> bool | str:
-        if not folder_paths.exists_annotated_filepath(audio):
-            return f"Invalid audio file: {audio} is not in the input folder."
-        return True
+    def validate_inputs(cls, audio: str | None = None) -> bool | str:
+        return input_file_problem(audio, "audio")
 
 
 class LoadAudio2MeshModel(io.ComfyNode):
@@ -122,6 +122,10 @@ class LoadAudio2MeshModel(io.ComfyNode):
     def execute(cls, audio2mesh: str, wav2vec2: str) -> io.NodeOutput:
         return io.NodeOutput(AudioModelFiles.resolve("audio2mesh", audio2mesh, wav2vec2))
 
+    @classmethod
+    def validate_inputs(cls, audio2mesh: str | None = None, wav2vec2: str | None = None) -> bool | str:
+        return model_choices_problem(audio2mesh=audio2mesh, wav2vec2=wav2vec2)
+
 
 class LoadAudio2PoseModel(io.ComfyNode):
     @classmethod
@@ -131,6 +135,10 @@ class LoadAudio2PoseModel(io.ComfyNode):
     @classmethod
     def execute(cls, audio2pose: str, wav2vec2: str) -> io.NodeOutput:
         return io.NodeOutput(AudioModelFiles.resolve("audio2pose", audio2pose, wav2vec2))
+
+    @classmethod
+    def validate_inputs(cls, audio2pose: str | None = None, wav2vec2: str | None = None) -> bool | str:
+        return model_choices_problem(audio2pose=audio2pose, wav2vec2=wav2vec2)
 
 
 class Audio2Mesh(io.ComfyNode):
@@ -148,6 +156,7 @@ class Audio2Mesh(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio2mesh_model: AudioModelFiles, audio: dict, fps: float) -> io.NodeOutput:
+        check_numbers(cls, fps=fps)
         input_values, seq_len = _prepared_speech(audio, fps)
         model: Audio2MeshModel = _cached("audio2mesh", audio2mesh_model, load_audio2mesh)
         check_interrupt()
@@ -172,6 +181,7 @@ class Audio2Pose(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio2pose_model: AudioModelFiles, audio: dict, fps: float, id_seed: int) -> io.NodeOutput:
+        check_numbers(cls, fps=fps, id_seed=id_seed)
         input_values, seq_len = _prepared_speech(audio, fps)
         model: Audio2PoseModel = _cached("audio2pose", audio2pose_model, load_audio2pose)
         poses = head_pose_from_audio(model, input_values, seq_len, fps, id_seed, progress=progress_bar(seq_len),
@@ -201,6 +211,7 @@ class HeadPoseTemplate(io.ComfyNode):
     @classmethod
     def execute(cls, audio: dict, fps: float, template: str,
                 pose_sequence: PoseSequence | None = None) -> io.NodeOutput:
+        check_numbers(cls, fps=fps)
         seq_len = frame_count(speech_sample_count(audio, "audio"), fps)
         if pose_sequence is not None:
             if abs(pose_sequence.fps - fps) > 1e-6:
@@ -210,7 +221,7 @@ class HeadPoseTemplate(io.ComfyNode):
         if template == NO_TEMPLATE:
             raise ValueError("Head Pose Template: choose a template .npy (put it into ComfyUI's input folder) or "
                              "connect a pose sequence.")
-        template_rows = load_pose_template(folder_paths.get_annotated_filepath(template))
+        template_rows = load_pose_template(input_file(template, "template"))
         return io.NodeOutput(PoseSequence(loop_pose_template(template_rows, seq_len), fps))
 
     @classmethod
@@ -218,13 +229,11 @@ class HeadPoseTemplate(io.ComfyNode):
         """A template file replaced under the same name is loaded again (ComfyUI would reuse the old result)."""
         if template == NO_TEMPLATE:
             return template
-        return file_identity(folder_paths.get_annotated_filepath(template))
+        return input_file_identity(template, "template")
 
     @classmethod
-    def validate_inputs(cls, template: str) -> bool | str:
-        if template != NO_TEMPLATE and not folder_paths.exists_annotated_filepath(template):
-            return f"Invalid template file: {template} is not in the input folder."
-        return True
+    def validate_inputs(cls, template: str | None = None) -> bool | str:
+        return True if template == NO_TEMPLATE else input_file_problem(template, "template")
 
 
 NODES = [LoadAudio, LoadAudio2MeshModel, LoadAudio2PoseModel, Audio2Mesh, Audio2Pose, HeadPoseTemplate]

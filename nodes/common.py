@@ -17,6 +17,7 @@ import folder_paths
 from ..models.cache import MODEL_CACHE
 from ..models.files import ensure_models
 from ..models.registry import MODEL_FILES
+from .paths import model_choice
 from .runtime import mark_in_use
 
 log = logging.getLogger("aniportrait")
@@ -61,6 +62,8 @@ def resolve_models(choices: Mapping[str, str]) -> dict[str, Path]:
     Registry defaults that are missing are downloaded together (unless ANIPORTRAIT_OFFLINE / HF_HUB_OFFLINE say
     otherwise), so one error lists every missing file of the node; any other choice must exist.
     """
+    for name, choice in choices.items():
+        model_choice(choice, name)  # nothing outside the models folder is ever looked at
     defaults = [name for name, choice in choices.items() if choice == MODEL_FILES[name].relpath]
     paths = ensure_models(defaults, models_dir()) if defaults else {}
     for name, choice in choices.items():

@@ -10,6 +10,8 @@ from ..models.face.track import track_faces
 from . import types as apk
 from .common import (check_interrupt, model_choices, progress_bar, resolve_model, rgb_images_to_uint8,
                      uint8_to_images)
+from .inputs import check_numbers
+from .paths import model_choices_problem
 
 CROP_NONE = "none"
 CROP_AUTO = "auto (face-centred square)"
@@ -23,7 +25,16 @@ def load_landmarker(choice: str) -> FaceLandmarker:
     return MODEL_CACHE.get(("face_landmarker", file_identity(path)), lambda: FaceLandmarker(path))
 
 
-class ReferenceFace(io.ComfyNode):
+class _ChoosesLandmarker(io.ComfyNode):
+    """A node with a 'landmarker' model dropdown, refused at validation unless it names a path in the models
+    folder."""
+
+    @classmethod
+    def validate_inputs(cls, landmarker: str | None = None) -> bool | str:
+        return model_choices_problem(landmarker=landmarker)
+
+
+class ReferenceFace(_ChoosesLandmarker):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -62,13 +73,14 @@ class ReferenceFace(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, landmarker, width, height, crop, analysis_size=ANALYSIS_SIZES[0]) -> io.NodeOutput:
+        check_numbers(cls, width=width, height=height)
         source = rgb_images_to_uint8(image, "image")[0]
         reference, portrait = analyse_reference(load_landmarker(landmarker), source, width, height,
                                                 crop=crop == CROP_AUTO, analysis=analysis_size)
         return io.NodeOutput(reference, uint8_to_images(portrait[None]))
 
 
-class VideoFaceLandmarks(io.ComfyNode):
+class VideoFaceLandmarks(_ChoosesLandmarker):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -90,6 +102,7 @@ class VideoFaceLandmarks(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, landmarker, fps) -> io.NodeOutput:
+        check_numbers(cls, fps=fps)
         video = rgb_images_to_uint8(frames, "frames")
         analyser = load_landmarker(landmarker)
         track = track_faces(video, analyser, fps, progress=progress_bar(len(video)), check_interrupt=check_interrupt)

@@ -13,6 +13,8 @@ from comfy_api.latest import InputImpl, io, ui
 
 from ..models.video_io import AudioTrack, WrittenVideo, write_video
 from .common import rgb_images_to_uint8
+from .inputs import check_numbers
+from .paths import save_location
 
 log = logging.getLogger("aniportrait")
 
@@ -24,7 +26,7 @@ def audio_track(audio: dict) -> AudioTrack:
     """ComfyUI AUDIO ``{"waveform": [B, C, T], "sample_rate"}`` with B == 1 -> AudioTrack."""
     waveform = audio["waveform"]
     if waveform.ndim != 3 or waveform.shape[0] != 1:
-        raise ValueError(f"VideoCombine: the audio input is not one clip (waveform shape {tuple(waveform.shape)}, "
+        raise ValueError(f"AniPortrait: the audio input is not one clip (waveform shape {tuple(waveform.shape)}, "
                          "expected [1, channels, samples]); a video takes exactly one soundtrack. "
                          "Connect a single audio clip (e.g. from Load Audio).")
     return AudioTrack(waveform[0].detach().cpu().float().numpy(), int(audio["sample_rate"]))
@@ -35,18 +37,9 @@ def output_file(filename_prefix: str, save_output: bool, width: int, height: int
     """Next free ``<prefix>_<counter>_.<ext>`` in the output folder (or the temp folder for a preview)."""
     folder_type = io.FolderType.output if save_output else io.FolderType.temp
     base = folder_paths.get_output_directory() if save_output else folder_paths.get_temp_directory()
-    if not filename_prefix.strip():
-        raise ValueError("VideoCombine: filename_prefix is empty; enter a name such as 'AniPortrait/video'.")
-    try:
-        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, base, width, height)
-    except OSError as exc:
-        raise ValueError(f"VideoCombine: cannot create a folder for '{filename_prefix}' in '{base}': {exc}. "
-                         "Check that ComfyUI may write there, or start it with another --output-directory.") from exc
-    except Exception as exc:  # ComfyUI refuses prefixes that climb out of the folder
-        raise ValueError(f"VideoCombine: filename_prefix '{filename_prefix}' points outside '{base}'. "
-                         "Use a relative prefix such as 'AniPortrait/video'.") from exc
+    folder, filename, counter, subfolder = save_location(filename_prefix, base, "filename_prefix", width, height)
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"VideoCombine: the folder '{folder}' is not writable. Fix its permissions, "
+        raise ValueError(f"AniPortrait: the output folder '{folder}' is not writable. Fix its permissions, "
                          "or start ComfyUI with another --output-directory.")
     return Path(folder) / f"{filename}_{counter:05}_{suffix}", subfolder, folder_type
 
@@ -95,6 +88,7 @@ class VideoCombine(io.ComfyNode):
     @classmethod
     def execute(cls, images: torch.Tensor, fps: float, format: str, filename_prefix: str, save_output: bool,
                 audio: dict | None = None) -> io.NodeOutput:
+        check_numbers(cls, fps=fps)
         container = FORMATS[format]
         frames = rgb_images_to_uint8(images[..., :3], "images")  # an alpha channel is dropped
         track = audio_track(audio) if audio is not None else None

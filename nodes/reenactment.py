@@ -13,6 +13,8 @@ from ..models.data import PoseSequence
 from ..models.face.pose_template import TEMPLATE_SMOOTHING, pose_template
 from ..models.face.retarget import DEFAULT_SMOOTHING, SIZE_MODES, retarget_face
 from . import types as apk
+from .inputs import check_numbers
+from .paths import save_location
 
 log = logging.getLogger("aniportrait")
 
@@ -48,6 +50,7 @@ class RetargetFace(io.ComfyNode):
 
     @classmethod
     def execute(cls, face_track, reference_face, fps, smoothing, size_mode) -> io.NodeOutput:
+        check_numbers(cls, fps=fps, smoothing=smoothing)
         output_fps = None if fps == 0 else fps
         return io.NodeOutput(retarget_face(face_track, reference_face.face, fps=output_fps, window=smoothing,
                                            size_mode=size_mode))
@@ -56,8 +59,8 @@ class RetargetFace(io.ComfyNode):
 def save_template(poses: np.ndarray, filename_prefix: str) -> str:
     """Writes the template as ``.npy`` (float64, (M, 6), like AniPortrait's pose_temp.npy) into ComfyUI's output
     folder; returns the path relative to it."""
-    output_dir = folder_paths.get_output_directory()
-    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+    folder, name, counter, subfolder = save_location(filename_prefix, folder_paths.get_output_directory(),
+                                                     "filename_prefix")
     os.makedirs(folder, exist_ok=True)
     filename = f"{name}_{counter:05}_.npy"
     np.save(os.path.join(folder, filename), poses)
@@ -86,6 +89,7 @@ class PoseTemplate(io.ComfyNode):
 
     @classmethod
     def execute(cls, face_track, fps, filename_prefix) -> io.NodeOutput:
+        check_numbers(cls, fps=fps)
         poses = pose_template(face_track.trans_mat, face_track.fps, target_fps=fps, window=TEMPLATE_SMOOTHING)
         summary = f"{len(poses)} frames at {fps:g} fps"
         if filename_prefix.strip():

@@ -19,6 +19,7 @@ from ..models.video.config import Lmk2VideoConfig, PoseGuiderConfig
 from ..models.video.context import context_windows
 from ..models.video.memory_plan import sampler_memory_required
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
+from ..models.video.pose_guider import check_window_statistics
 from ..models.video.pose_source import LandmarkPoseImages
 from ..models.video.speed import apply_speed
 from ..models.video.streaming import FrameSink
@@ -26,8 +27,10 @@ from ..models.video_io import VideoWriter
 from . import types as apk
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, images_to_uint8, model_choices,
                      resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
+from .inputs import check_numbers
 from .output import (FORMATS, audio_track, output_file, saved_video, video_file_inputs, video_file_output,
                      workflow_metadata)
+from .paths import model_choices_problem
 from .runtime import SamplerProgress, comfy_attention, comfy_device_memory, vae_dtype
 
 WEIGHT_FILES = [".pth", ".safetensors"]
@@ -119,6 +122,7 @@ class LoadLmk2VideoModels(io.ComfyNode):
     @classmethod
     def execute(cls, denoising_unet, reference_unet, motion_module, pose_guider, unet_config, vae, image_encoder,
                 precision, pose_guider_heads=16, pose_guider_head_dim=88) -> io.NodeOutput:
+        check_numbers(cls, pose_guider_heads=pose_guider_heads, pose_guider_head_dim=pose_guider_head_dim)
         choices = {"denoising_unet": denoising_unet, "reference_unet": reference_unet,
                    "motion_module": motion_module, "pose_guider": pose_guider, "sd15_unet_config": unet_config,
                    "image_encoder": image_encoder}
@@ -135,6 +139,13 @@ class LoadLmk2VideoModels(io.ComfyNode):
             config=Lmk2VideoConfig(pose_guider=PoseGuiderConfig(pose_guider_heads, pose_guider_head_dim)))
         dtype = resolve_dtype(precision)
         return io.NodeOutput(VideoModelsHandle(files, dtype, vae_dtype(precision, dtype, torch_device())))
+
+    @classmethod
+    def validate_inputs(cls, denoising_unet=None, reference_unet=None, motion_module=None, pose_guider=None,
+                        unet_config=None, vae=None, image_encoder=None) -> bool | str:
+        return model_choices_problem(denoising_unet=denoising_unet, reference_unet=reference_unet,
+                                     motion_module=motion_module, pose_guider=pose_guider, unet_config=unet_config,
+                                     vae=vae, image_encoder=image_encoder)
 
 
 class ReferenceNetEncode(io.ComfyNode):
@@ -159,6 +170,7 @@ class ReferenceNetEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, image, width, height) -> io.NodeOutput:
+        check_numbers(cls, width=width, height=height)
         portrait = rgb_images_to_uint8(image[:1], "image")[0]
         encoders = cached_video_models(models, "image_encoder", "vae", "reference_unet")
         with attention_backend(comfy_attention(), check_interrupt), \
@@ -215,11 +227,15 @@ def pose_input(reference: EncodedReference, pose_images: torch.Tensor | None,
     return np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
 
 
+def frame_count(poses: np.ndarray | LandmarkPoseImages) -> int:
+    return len(poses) if isinstance(poses, np.ndarray) else poses.num_frames
+
+
 def sample(models: VideoModelsHandle, reference: EncodedReference, poses: np.ndarray | LandmarkPoseImages,
            settings: dict, frame_sink: FrameSink | None = None) -> torch.Tensor | None:
     """Run the sampler with the node's ``settings`` (steps ... speed); frames returned, or given to ``frame_sink``.
     ComfyUI frees the sampler's working memory before the networks load, and its attention kernel is used."""
-    num_frames = len(poses) if isinstance(poses, np.ndarray) else poses.num_frames
+    num_frames = frame_count(poses)
     closed_loop = LOOP_CHOICES[settings["loop"]]
     window = len(context_windows(num_frames, settings["context_frames"], settings["context_overlap"], closed_loop)[0])
     work = sampler_memory_required(window, reference.width, reference.height, settings["cfg"] > 1.0, models.dtype)
@@ -236,11 +252,17 @@ def sample(models: VideoModelsHandle, reference: EncodedReference, poses: np.nda
                         frame_sink=frame_sink)
 
 
-def check_window_settings(context_frames: int, context_overlap: int) -> None:
-    # checked before the networks load (the sampler checks it too, but only after loading them)
+def check_sampler_settings(node: type[io.ComfyNode], reference: EncodedReference,
+                           poses: np.ndarray | LandmarkPoseImages, settings: dict) -> None:
+    """The sampler's settings against the node's limits and each other, before the networks load."""
+    check_numbers(node, **{name: settings[name] for name in ("steps", "cfg", "seed", "context_frames",
+                                                            "context_overlap")})
+    context_frames, context_overlap = settings["context_frames"], settings["context_overlap"]
     if context_overlap >= context_frames:
         raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
                          f"({context_frames}); lower context_overlap or raise context_frames.")
+    num_frames = frame_count(poses)
+    check_window_statistics(min(context_frames, num_frames), reference.width, reference.height)
 
 
 class Lmk2VideoSampler(io.ComfyNode):
@@ -260,11 +282,11 @@ class Lmk2VideoSampler(io.ComfyNode):
     @classmethod
     def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
                 window_blend, loop, pose_images=None, landmarks=None, speed="default") -> io.NodeOutput:
-        check_window_settings(context_frames, context_overlap)
         poses = pose_input(reference, pose_images, landmarks)
-        frames = sample(models, reference, poses, dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
-                                                       context_overlap=context_overlap, window_blend=window_blend,
-                                                       loop=loop, speed=speed))
+        settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
+                        context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
+        check_sampler_settings(cls, reference, poses, settings)
+        frames = sample(models, reference, poses, settings)
         return io.NodeOutput(frames.to(mm.intermediate_device()))
 
 
@@ -288,19 +310,19 @@ class Lmk2VideoSamplerToFile(io.ComfyNode):
     def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
                 window_blend, loop, fps, format, filename_prefix, save_output, pose_images=None, landmarks=None,
                 audio=None, speed="default") -> io.NodeOutput:
-        check_window_settings(context_frames, context_overlap)
+        check_numbers(cls, fps=fps)
         if landmarks is not None and abs(landmarks.fps - fps) > FPS_TOLERANCE:
             raise ValueError(f"AniPortrait: the landmarks are at {landmarks.fps:g} fps but 'fps' is {fps:g}; the "
                              "lips would drift from the speech. Connect the same fps to both.")
         poses = pose_input(reference, pose_images, landmarks)
+        settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
+                        context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
+        check_sampler_settings(cls, reference, poses, settings)
         container = FORMATS[format]
         track = audio_track(audio) if audio is not None else None
         path, subfolder, folder_type = output_file(filename_prefix, save_output, reference.width, reference.height,
                                                    f".{container}")
-        frame_count = len(poses) if isinstance(poses, np.ndarray) else poses.num_frames
-        settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
-                        context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
-        with VideoWriter(path, frame_count, reference.width, reference.height, fps, track, container,
+        with VideoWriter(path, frame_count(poses), reference.width, reference.height, fps, track, container,
                          workflow_metadata(cls.hidden)) as writer:
             sample(models, reference, poses, settings, lambda frames: writer.write(images_to_uint8(frames)))
         return saved_video(writer.result, subfolder, folder_type, "Lmk2Video Sampler to Video File")

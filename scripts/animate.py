@@ -22,7 +22,7 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
-from models.files import missing_files  # noqa: E402
+from models.files import download_command, missing_files  # noqa: E402
 from models.registry import MODEL_FILES  # noqa: E402
 from scripts.workflow_api import WorkflowError, set_inputs, workflow_to_prompt  # noqa: E402
 from tests.harness.client import ComfyClient  # noqa: E402
@@ -104,7 +104,7 @@ def check_models(models: Path) -> None:
         lines = [f"{len(missing)} model file(s) missing in {models}:"]
         lines += [f"  - {path}  [{model.name}: {model.purpose}, {model.size}]" for model, path in missing]
         lines += ["Download them with:",
-                  f"  python {PACK_DIR / 'scripts' / 'download_models.py'} --models-dir {models}",
+                  "  " + download_command(models, list(dict.fromkeys(model.name for model, _ in missing))),
                   "or point --models at a folder that holds AniPortrait's pretrained_weights/ layout."]
         raise CliError("\n".join(lines))
 

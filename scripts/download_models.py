@@ -4,7 +4,8 @@
     python scripts/download_models.py --only audio2mesh wav2vec2
     python scripts/download_models.py --models-dir /data/pretrained_weights
 
-Files already present (or their .safetensors twins) are kept. Hub files honour HF_ENDPOINT / HF_TOKEN.
+Run it with the Python that runs ComfyUI (it needs huggingface_hub). Files already present (or their
+.safetensors twins) are kept. Hub files honour HF_ENDPOINT / HF_TOKEN.
 """
 from __future__ import annotations
 

@@ -399,3 +399,26 @@ def test_video_loader_error_lists_every_missing_file_at_once(fresh_server, asset
                  "unet/config.json", "sd-vae-ft-mse", "image_encoder"):
         assert name in message, name
     assert client.get("/system_stats")  # still serving
+
+
+def test_a_warning_of_a_running_node_is_shown_as_a_toast(ui, client, assets_dir):
+    """A driving video with a faceless frame: the node's warning reaches the page that queued it as a toast."""
+    from tests.harness.graph import Graph
+
+    graph = Graph(client.object_info())
+    portrait = graph.add("LoadImage", upload=client.upload(assets_dir / "lyl.png"))
+    frames = graph.add("ImageBatch", image1=portrait.out(0),
+                       image2=graph.add("EmptyImage", width=64, height=64, color=0).out(0))
+    track = graph.add("APK_VideoFaceLandmarks", frames)
+    graph.add("PreviewAny", graph.add("APK_PoseTemplate", track, filename_prefix=""))
+    toasts = ui.eval("""
+        window.__aniportrait.shownWarnings.length = 0;
+        await app.api.fetchApi('/prompt', {method: 'POST',
+                                           body: JSON.stringify({prompt: arg, client_id: app.api.clientId})});
+        for (let i = 0; i < 240 && !window.__aniportrait.shownWarnings.length; i++)
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        return Array.from(document.querySelectorAll('.p-toast-message')).map((t) => t.innerText).join('\\n');""",
+                     graph.prompt)
+    shot(ui, "warning_toast")
+    assert "no face found in frame(s) 1 of 2" in toasts and "Video Face Landmarks (AniPortrait)" in toasts, toasts

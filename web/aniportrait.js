@@ -1,28 +1,25 @@
 // AniPortrait Kit web extension: tells the user which models our nodes point to are missing (a badge on the node,
-// and "Extensions > AniPortrait > model status" listing the files), using the pack's GET /aniportrait/models route.
+// and "Extensions > AniPortrait > model status" listing the files), using the pack's GET /aniportrait/models route,
+// and shows the warnings a running node raises (the "aniportrait.warning" message) as toasts.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const NODE_PREFIX = "APK_";
-const DOWNLOAD_HINT = "python scripts/download_models.py";
+const DOWNLOAD_HINT = "run scripts/download_models.py in the pack's folder with the Python that runs ComfyUI " +
+  "(a node's missing-model error prints the exact command)";
+const WARNING_EVENT = "aniportrait.warning";
 
-// last answer of GET /aniportrait/models: {models_dir, cached: [...], missing: {name: absolute path}}
+// last answer of GET /aniportrait/models: {models_dir (a label), cached: [...], missing: {name: path in the folder}}
 let modelStatus = null;
-
-function relativeToModels(path, modelsDir) {
-  const normal = (p) => p.replaceAll("\\", "/").replace(/\/+$/, "");
-  const root = normal(modelsDir) + "/";
-  const file = normal(path);
-  return file.startsWith(root) ? file.slice(root.length) : file;
-}
+// warnings shown so far (the browser tests read them)
+const shownWarnings = [];
 
 // Missing models among those the node's widgets select (the route names one missing file per model). A widget
 // value is a path under the models folder: a file ("audio2mesh.pt") or a folder model ("wav2vec2-base-960h").
 function missingModelsOfNode(node, status) {
   if (!status?.missing || !node.widgets) return [];
-  const missing = Object.values(status.missing).map((p) => ({ path: p, rel: relativeToModels(p, status.models_dir) }));
   const selected = node.widgets.map((w) => w.value).filter((v) => typeof v === "string" && v);
-  return missing.filter((m) => selected.some((v) => m.rel === v || m.rel.startsWith(v + "/"))).map((m) => m.path);
+  return Object.values(status.missing).filter((rel) => selected.some((v) => rel === v || rel.startsWith(v + "/")));
 }
 
 async function refreshModelStatus() {
@@ -49,8 +46,8 @@ function statusMessage(status) {
   const missing = Object.values(status.missing ?? {});
   if (!missing.length) return `All model files are in ${status.models_dir}.`;
   return [`${missing.length} model${missing.length > 1 ? "s" : ""} missing (downloaded on first use when online):`,
-    ...missing.map((p) => `• ${p}`),
-    `Or download them all now, in the pack's folder: ${DOWNLOAD_HINT}`].join("\n");
+    ...missing.map((p) => `• ${status.models_dir}/${p}`),
+    `Or download them all now: ${DOWNLOAD_HINT}.`].join("\n");
 }
 
 async function showModelStatus() {
@@ -60,6 +57,21 @@ async function showModelStatus() {
     severity: status && !missing ? "success" : "warn", summary: "AniPortrait models",
     detail: statusMessage(status), life: 15000,
   });
+}
+
+// the node's title when the canvas shows the graph that runs, else its type's display name
+function nodeTitle(nodeId, nodeType) {
+  const node = app.graph?.getNodeById?.(nodeId);
+  if (node && (!nodeType || node.comfyClass === nodeType)) return node.title;
+  return window.LiteGraph?.registered_node_types?.[nodeType]?.title ?? nodeType ?? `node ${nodeId}`;
+}
+
+function showWarning(event) {
+  const { message, node, node_type: nodeType } = event.detail ?? {};
+  const warning = { summary: `AniPortrait: ${nodeTitle(node, nodeType)}`, detail: message };
+  shownWarnings.push(warning);
+  console.warn(`[AniPortrait] ${warning.summary}: ${message}`);
+  app.extensionManager?.toast?.add?.({ severity: "warn", ...warning, life: 12000 });
 }
 
 const EXTENSION_NAME = "AniPortrait.ModelStatus";
@@ -73,9 +85,10 @@ if (!app.extensions.some((extension) => extension.name === EXTENSION_NAME)) app.
   async setup() {
     // a run may download models: recheck when it ends
     for (const event of ["execution_success", "execution_error"]) api.addEventListener(event, refreshModelStatus);
+    api.addEventListener(WARNING_EVENT, showWarning);
     await refreshModelStatus();
     // for the browser tests (tests/test_ui.py)
-    window.__aniportrait = { loaded: true, refreshModelStatus, get status() { return modelStatus; } };
+    window.__aniportrait = { loaded: true, refreshModelStatus, shownWarnings, get status() { return modelStatus; } };
     console.log("[AniPortrait] web extension loaded");
   },
   nodeCreated(node) {

@@ -49,7 +49,8 @@ def note(key: str, text: str) -> Node:
 
 MODELS_NOTE = ("**Models** are read from `ComfyUI/models/aniportrait/` (AniPortrait's `pretrained_weights/` "
                "layout). Missing files are downloaded on the first run, or all at once with "
-               "`python scripts/download_models.py` (run in the pack's folder). A loader node shows a "
+               "`scripts/download_models.py` (run it in the pack's folder with the Python that runs ComfyUI; a "
+               "node's missing-model error prints the exact command). A loader node shows a "
                "\"model file missing\" badge while a file is absent.")
 SIZE_NOTE = ("The **width**, **height** and **fps** nodes set the video size and frame rate everywhere "
              "(AniPortrait: 512 x 512, 30 fps).")

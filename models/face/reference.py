@@ -3,14 +3,18 @@ resized to the generation size and analysed there (spec §1.1)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import cv2
 import numpy as np
 
-from ..data import ReferenceFace
+from ..data import FaceAnalysis, ReferenceFace
 from .crop import crop_face
 from .drawing import draw_pose_image
 from .landmarker import FaceLandmarker
+
+log = logging.getLogger("aniportrait")
+STRETCH_HINT_RATIO = 1.5  # aspect ratios further apart than this squeeze the face out of recognition
 
 # How the portrait is sized for the face analysis. AniPortrait's scripts pass (H, W) where OpenCV expects
 # (width, height) (bug B1): for W != H MediaPipe sees the portrait squashed to H x W, and the head pose measured
@@ -53,16 +57,38 @@ def analyse_reference(landmarker: FaceLandmarker, source: np.ndarray, width: int
     if crop:
         found = landmarker.analyse(source)
         if found is None:
-            raise ValueError("AniPortrait: MediaPipe found no face in the reference image (at its own size), so it "
-                             "cannot be cropped. Use a portrait with a clearly visible face.")
+            raise ValueError("AniPortrait: MediaPipe found no face in the reference image (at its own size, also "
+                             "searched in tiles when it is very wide or tall), so it cannot be cropped. Use a "
+                             "portrait where one face is clearly visible, frontal and not tiny.")
+        _warn_if_several(found)
         portrait, box = crop_face(source, found.lmks)
     analysed = resize_for_analysis(portrait, width, height, analysis)
     face = landmarker.analyse(analysed)
     if face is None:
-        hint = ("a portrait where the face is larger" if crop
-                else "crop 'auto' (a square around the face) or a larger face")
         raise ValueError(f"AniPortrait: MediaPipe found no face in the reference image resized to "
-                         f"{analysed.shape[1]}x{analysed.shape[0]}. Try {hint}.")
+                         f"{analysed.shape[1]}x{analysed.shape[0]}. "
+                         f"{_no_face_hint(portrait, analysed.shape[1], analysed.shape[0], crop)}")
     face = dataclasses.replace(face, width=width, height=height)  # the video's size, also after a swapped analysis
+    if not crop:
+        _warn_if_several(face)
     reference = ReferenceFace(face=face, image=analysed, crop_box=box, source_size=(source.shape[1], source.shape[0]))
     return reference, portrait
+
+
+def _warn_if_several(face: FaceAnalysis) -> None:
+    if face.faces_in_image > 1:
+        log.warning("AniPortrait: %d faces in the reference image; using the largest one. Crop the image to the "
+                    "face you want if it is another.", face.faces_in_image)
+
+
+def _no_face_hint(portrait: np.ndarray, width: int, height: int, crop: bool) -> str:
+    """What to try that can work, given why the face was probably lost."""
+    source_height, source_width = portrait.shape[:2]
+    stretch = (source_width / source_height) / (width / height)
+    if max(stretch, 1 / stretch) > STRETCH_HINT_RATIO:
+        return (f"The {source_width}x{source_height} image is squeezed into {width}x{height}, which distorts the "
+                "face: use crop 'auto' (it finds the face and crops a square around it) or a width and height with "
+                "the image's aspect ratio.")
+    if crop:
+        return "Use a portrait where the face is larger and frontal."
+    return "Use crop 'auto' (a square around the face) or a portrait where the face is larger."

@@ -68,6 +68,10 @@ def fill_missing_faces(analyses: Sequence[FaceAnalysis | None], fps: float) -> F
     trans_mat = _fill_transforms(matrices, before, after, weight)
     trans_mat[detected] = matrices   # the blend re-orthonormalises; detected frames keep their own matrix exactly
 
+    crowded = np.flatnonzero([a is not None and a.faces_in_image > 1 for a in analyses])
+    if len(crowded):
+        log.warning("AniPortrait: several faces in frame(s) %s of %d; the largest face of each frame is used.",
+                    _describe_indices(crowded), len(analyses))
     if not detected.all():
         log.warning("AniPortrait: no face found in frame(s) %s of %d; filled in from the nearest frames with a face.",
                     _describe_indices(np.flatnonzero(~detected)), len(analyses))

@@ -40,6 +40,7 @@ from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
 from .memory import DeviceMemory, run_in_batches
 from .memory_plan import decode_frames_per_call, unet_windows_per_call
 from .pose_source import PoseImageArray, PoseSource, resize_frame, resize_note
+from .pose_guider import check_window_statistics
 from .reference_unet import round_bank_like_original
 from .scheduler import DDIMConfig, DDIMSampler
 from .speed import is_compiled
@@ -292,6 +293,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
         PoseImageArray(prepare_pose_images(pose_images, width, height))
     num_frames = poses.num_frames
     windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
+    check_window_statistics(len(windows[0]), width, height)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
     device, dtype = _device_and_dtype(unet)
     latent_shape = (1, unet.config.in_channels, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
@@ -396,7 +398,6 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
     device, dtype = latents.device, latents.dtype
     windows = sampling.windows
     batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided, device)
-    rows = batches.rows
     pose_features = _PoseFeatures(pose_guider, poses, windows, device, dtype, sampling.pose_cache_budget)
     bank = {name: value.to(device=device, dtype=dtype) for name, value in reference.bank.items()}
     blend = WindowBlend(latents, frame_coverage(windows, latents.shape[2]), sampling.average, sampling.guided,

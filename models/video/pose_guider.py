@@ -70,3 +70,31 @@ class PoseGuider(nn.Module):
             x = attention(convs(x))
             features.append(x)
         return [f.view(batch, frames, *f.shape[1:]).transpose(1, 2) for f in features]
+
+
+def smallest_feature_size(width: int, height: int) -> tuple[int, int]:
+    """Width and height of the PoseGuider's deepest feature map for width x height pose images: three 4x4 stride-2
+    convolutions (padding 1: floor(n / 2)), then three 3x3 stride-2 ones (padding 1: ceil(n / 2))."""
+    def shrink(n: int) -> int:
+        for _ in range(3):
+            n //= 2
+        for _ in range(3):
+            n = -(-n // 2)
+        return n
+    return shrink(width), shrink(height)
+
+
+def check_window_statistics(window_frames: int, width: int, height: int) -> None:
+    """Refuse a context window whose batch statistics would rest on one value per channel.
+
+    BatchNorm normalises with the statistics of the call (see above): with one value the variance is zero and the
+    normalised pose features are erased (PyTorch refuses it outright; the original fails the same way). That
+    happens for a window of one frame at sizes whose deepest map is 1x1 (both sides below 72 px).
+    """
+    map_width, map_height = smallest_feature_size(width, height)
+    if window_frames * map_width * map_height <= 1:
+        raise ValueError(
+            f"AniPortrait: a context window of {window_frames} frame(s) at {width}x{height} leaves the PoseGuider "
+            f"{window_frames * map_width * map_height} value(s) per channel for its batch statistics, which need "
+            "more than one. Give the sampler at least 2 pose frames (e.g. longer audio or video) with "
+            "context_frames of 2 or more, or make the video at least 72 px wide or high.")

@@ -31,9 +31,11 @@ def free_port() -> int:
 class ComfyServer:
     def __init__(self, comfy_root: Path, packs: Sequence[tuple[str, Path]] = (),
                  model_folders: Mapping[str, Path] | None = None, base_dir: Path | None = None,
-                 ready_timeout: float = 240.0):
+                 ready_timeout: float = 240.0, env: Mapping[str, str] | None = None):
         """``packs``: (folder name under custom_nodes, pack directory); ``model_folders``: folder name under
-        ``models/`` -> directory to link there."""
+        ``models/`` -> directory to link there; ``env``: variables set for the server on top of (or instead of)
+        the offline ones."""
+        self.env = {**OFFLINE_ENV, **(env or {})}
         self.comfy_root = Path(comfy_root)
         self.packs = list(packs)
         self.model_folders = dict(model_folders or {})
@@ -84,7 +86,7 @@ class ComfyServer:
         # own session: stop() signals the whole process group, and only it
         self._process = subprocess.Popen(self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=self.base_dir, start_new_session=True,
-                                         env={**os.environ, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1"})
+                                         env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
         while time.monotonic() - started < self.ready_timeout:
             if self._process.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited with code {self._process.returncode} while starting:\n"

@@ -1,0 +1,33 @@
+"""Numeric inputs checked where a node runs: values that arrive through links skip the widgets' min/max, so each
+node checks its own against the limits its schema declares (one rule, one message, for every node)."""
+from __future__ import annotations
+
+import math
+from functools import cache
+
+from comfy_api.latest import io
+
+
+@cache
+def _schema_limits(node: type[io.ComfyNode]) -> tuple[str, dict[str, tuple[float, float]]]:
+    """The node's display name and ``{input: (min, max)}`` of its INT and FLOAT inputs."""
+    schema = node.define_schema()
+    limits = {}
+    for spec in schema.inputs:
+        if isinstance(spec, (io.Int.Input, io.Float.Input)):
+            low = spec.min if spec.min is not None else -math.inf
+            high = spec.max if spec.max is not None else math.inf
+            limits[spec.id] = (low, high)
+    return schema.display_name or schema.node_id, limits
+
+
+def check_numbers(node: type[io.ComfyNode], **values: float) -> None:
+    """Raise a ValueError naming the input, its value and the allowed range unless every value lies within the
+    limits the node's schema gives that input."""
+    title, limits = _schema_limits(node)
+    for name, value in values.items():
+        low, high = limits[name]
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"AniPortrait: input '{name}' of {title} is {value!r}, outside the allowed range "
+                             f"{low:g} to {high:g}. Set it within that range (a value that comes through a link "
+                             "skips the widget's limits, so check the node that sends it).")
