@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,9 @@ def load_film(path: Path | str, models_folders: Iterable[Path | str]) -> torch.n
         raise ValueError(f"AniPortrait: {path} is not a TorchScript archive (a FILM export such as "
                          "film_net_fp16.pt). Pickled checkpoints are never loaded this way; download the released "
                          "film_net_fp16.pt (python scripts/download_models.py --only film).")
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():  # recent torch deprecates TorchScript, the only format FILM was released in
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 def _is_torchscript_archive(path: Path) -> bool:
