@@ -2,6 +2,7 @@
 image) before it, FILM Interpolate (the frames between) after it."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from ..models.video.frame_interpolation import KeyframePlan, interpolate, load_f
 from . import types as apk
 from .common import (FOLDER_NAME, PRECISIONS, cached_model, check_interrupt, model_choices, progress_bar,
                      resolve_dtype, resolve_model, torch_device)
+
+log = logging.getLogger("aniportrait")
 
 CATEGORY = "AniPortrait/video"
 FI_STEP_TOOLTIP = ("Diffuse every fi_step-th pose frame; FILM makes the others. 3 (the original's -acc default) "
@@ -99,10 +102,11 @@ class FILMInterpolate(io.ComfyNode):
     @classmethod
     def execute(cls, film_model: FilmModelHandle, frames: torch.Tensor, plan: KeyframePlan, length: str,
                 batch_size: int) -> io.NodeOutput:
-        if frames.ndim != 4 or frames.shape[0] != plan.keyframes:
-            raise ValueError(f"AniPortrait: FILM Interpolate got {list(frames.shape)[:1] or 'no'} frames, but Select "
-                             f"Keyframes picked {plan.keyframes} of {plan.source_frames} pose images. Connect the "
-                             "sampler that received those keyframes to 'frames', and its Select Keyframes to 'plan'.")
+        count = frames.shape[0] if frames.ndim == 4 else f"no IMAGE batch (shape {list(frames.shape)}) as"
+        if count != plan.keyframes:
+            raise ValueError(f"AniPortrait: FILM Interpolate got {count} frames, but Select Keyframes picked "
+                             f"{plan.keyframes} of {plan.source_frames} pose images. Connect the sampler that "
+                             "received those keyframes to 'frames', and its Select Keyframes to 'plan'.")
         video = frames.float().cpu()
         if plan.fi_step > 1 and frames.shape[0] > 1:
             model = cached_model(("apk_film", file_identity(film_model.path), film_model.dtype, str(torch_device())),
@@ -112,6 +116,8 @@ class FILMInterpolate(io.ComfyNode):
                                 dtype=film_model.dtype, progress=progress_bar(calls), check_interrupt=check_interrupt)
         if LENGTHS[length]:
             video = pad_to_length(video, plan.source_frames)
+        log.info("AniPortrait FILM: %d keyframes -> %d frames (fi_step %d, %d pose images)", frames.shape[0],
+                 video.shape[0], plan.fi_step, plan.source_frames)
         return io.NodeOutput(video.to(mm.intermediate_device()))
 
 
