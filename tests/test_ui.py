@@ -221,11 +221,16 @@ def test_audio_driven_runs_from_the_ui_queue(ui, comfy_server, uploaded, golden_
     assert frames.shape == (speech_frames(), SIZE, SIZE, 3) and fps == 30
     audio = read_audio_track(path)
     assert audio.waveform.shape[1] == round(speech_frames() / 30 * audio.sample_rate)
-    previewed = ui.eval("""
+    sources = ui.eval("""
         await window.__t.fit();
-        return Array.from(document.querySelectorAll('video')).some((v) => v.src.includes(arg));""", entry["filename"])
+        const sources = () => Array.from(document.querySelectorAll('video')).map((v) => v.src);
+        const deadline = Date.now() + 10000;  // the editor adds the preview a moment after the event, later if busy
+        while (!sources().some((src) => src.includes(arg)) && Date.now() < deadline)
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        return sources();""", entry["filename"])
     shot(ui, f"{name}_ran")
-    assert previewed, "Video Combine shows no preview of the video it wrote"
+    assert any(entry["filename"] in src for src in sources), \
+        f"Video Combine shows no preview of the video it wrote ({entry['filename']}); videos in the page: {sources}"
     film_runs = re.findall(r"AniPortrait FILM: (\d+) keyframes -> (\d+) frames", comfy_server.log(since=mark))
     if name == "audio_driven_fast":  # the sampler got every 3rd pose image; FILM made the rest
         assert film_runs == [(str(math.ceil(speech_frames() / 3)), str(speech_frames()))]
