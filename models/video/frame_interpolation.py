@@ -98,9 +98,10 @@ def interpolate(model: torch.nn.Module, keyframes: torch.Tensor, fi_step: int, b
     pairs, done = count - 1, 0
     for first in range(0, pairs, batch_size):
         last = min(first + batch_size, pairs)
-        # channels-first on the device, in the model's dtype, as the original casts each input
+        # contiguous channels-first on the device, in the model's dtype, as the original casts each input
         known = {0: keyframes[first:last], fi_step: keyframes[first + 1:last + 1]}
-        known = {pos: frames.to(device=device, dtype=dtype).permute(0, 3, 1, 2) for pos, frames in known.items()}
+        known = {pos: frames.to(device=device, dtype=dtype).permute(0, 3, 1, 2).contiguous()
+                 for pos, frames in known.items()}
         for insertion in schedule:
             if check_interrupt:
                 check_interrupt()
