@@ -52,6 +52,8 @@ MODEL_FILES: dict[str, ModelFile] = {m.name: m for m in (
     _aniportrait("reference_unet", "reference_unet.pth", "ReferenceNet (reference image UNet)", "≈ 3.4 GB"),
     _aniportrait("pose_guider", "pose_guider.pth", "PoseGuider (pose image encoder)", "≈ 670 MB"),
     _aniportrait("motion_module", "motion_module.pth", "temporal motion modules", "≈ 1.8 GB"),
+    _aniportrait("film", "film_net_fp16.pt", "FILM frame interpolation (TorchScript; only for the fi_step speed-up)",
+                 "≈ 70 MB"),
     ModelFile("sd15_unet_config", "stable-diffusion-v1-5/unet/config.json",
               "UNet architecture (config only; every weight comes from the files above)", "1 KB",
               hf_repo="stable-diffusion-v1-5/stable-diffusion-v1-5", hf_subfolder="unet"),
@@ -74,3 +76,4 @@ AUDIO2POSE_MODELS = ("audio2pose", "wav2vec2")
 FACE_MODELS = ("face_landmarker",)
 VIDEO_MODELS = ("denoising_unet", "reference_unet", "pose_guider", "motion_module", "sd15_unet_config",
                 "vae", "image_encoder")
+FILM_MODELS = ("film",)

@@ -16,6 +16,7 @@ from tests.harness.server import ComfyServer
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", REPO.parent / "shared")).resolve()
 GOLDEN = SHARED / "golden"
+FILM_STAND_IN = SHARED / "golden-wide" / "tiny" / "film_tiny.pt"  # TorchScript stand-in for film_net_fp16.pt
 ASSETS = SHARED / "assets"
 ARTIFACTS = REPO / "tests" / "artifacts"  # git-ignored; CI keeps it for post-mortems
 PACK_FOLDER_NAME = "ComfyUI-AniPortrait-Kit"
@@ -62,8 +63,9 @@ def comfy_root() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path, assets_dir: Path) -> Path:
-    """A models folder (layout of pretrained_weights/) of links to the tiny golden checkpoints."""
-    return build_models_dir(tmp_path_factory.mktemp("models") / "aniportrait", golden_dir, assets_dir)
+    """A models folder (layout of pretrained_weights/) of links to the tiny golden checkpoints (FILM: see
+    build_models_dir)."""
+    return build_models_dir(tmp_path_factory.mktemp("models") / "aniportrait", golden_dir, assets_dir, FILM_STAND_IN)
 
 
 @pytest.fixture(scope="session")

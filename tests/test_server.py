@@ -49,6 +49,9 @@ NODE_TABLE = {
     "APK_ReferenceNetEncode": Contract(("APK_VIDEO_MODELS", "IMAGE"), ("APK_REFERENCE",)),
     "APK_Lmk2VideoSampler": Contract(("APK_VIDEO_MODELS", "APK_REFERENCE", "IMAGE"), ("IMAGE",)),
     "APK_VideoCombine": Contract(("IMAGE",), ("VIDEO",), optional=("AUDIO",)),
+    "APK_SelectKeyframes": Contract(("IMAGE",), ("IMAGE", "APK_KEYFRAME_PLAN")),
+    "APK_LoadFILMModel": Contract((), ("APK_FILM_MODEL",)),
+    "APK_FILMInterpolate": Contract(("APK_FILM_MODEL", "IMAGE", "APK_KEYFRAME_PLAN"), ("IMAGE",)),
 }
 
 

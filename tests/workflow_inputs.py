@@ -15,7 +15,7 @@ from scripts.animate import SAMPLERS, VIDEO_WRITERS  # noqa: F401 (the tests tak
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflows"
 WORKFLOWS = ("audio_driven", "audio_driven_pose_template", "pose_video_driven", "face_reenactment",
-             "audio_driven_long")
+             "audio_driven_long", "audio_driven_fast")
 
 SPEECH_SECONDS = 0.6
 VIDEO_FRAMES = 12

@@ -142,6 +142,30 @@ def audio_driven_pose_template() -> Columns:
     return audio_pipeline(about, pose)
 
 
+def audio_driven_fast() -> Columns:
+    """audio_driven with the original's -acc: the sampler diffuses every 3rd frame, FILM makes the others."""
+    about = note("about", "## AniPortrait: audio-driven, fast (frame interpolation)\n"
+                          "Like *audio_driven*, but **Select Keyframes** passes only every `fi_step`-th pose image "
+                          "(3, as AniPortrait's `-acc`) to the sampler and **FILM Interpolate** makes the frames "
+                          "between: sampling takes about a third of the time. Fast head turns and lip details "
+                          "between keyframes are smoothed; set `fi_step` to 1 for full quality.\n"
+                          "1. **Portrait** and **Speech**: pick your files, then press **Run**.\n\n"
+                          "FILM Interpolate's `length` is *full*: the video lasts as long as the speech (the "
+                          "original ends up to fi_step-1 frames early).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+    columns = audio_driven()
+    columns[0][0] = about
+    nodes = {node.key: node for column in columns for node in column}
+    nodes["sampler"].links["pose_images"] = "keyframes.keyframes"
+    nodes["combine"].links["images"] = "film.frames"
+    columns[3].append(Node("keyframes", "APK_SelectKeyframes", widgets={"fi_step": 3},
+                           links={"pose_images": "render.pose_images"}))
+    columns[4].append(Node("film_model", "APK_LoadFILMModel"))
+    columns[5].insert(1, Node("film", "APK_FILMInterpolate", widgets={"length": "full (hold the last frame)"},
+                              links={"film_model": "film_model.film_model", "frames": "sampler.frames",
+                                     "plan": "keyframes.plan"}))
+    return columns
+
+
 def pose_video_driven() -> Columns:
     about = note("about", "## AniPortrait: pose video -> portrait video (self-driven)\n"
                           "1. **Portrait**: pick a photo.\n"
@@ -208,6 +232,7 @@ def audio_driven_long() -> Columns:
 WORKFLOWS = {
     "audio_driven": audio_driven,
     "audio_driven_pose_template": audio_driven_pose_template,
+    "audio_driven_fast": audio_driven_fast,
     "pose_video_driven": pose_video_driven,
     "face_reenactment": face_reenactment,
     "audio_driven_long": audio_driven_long,

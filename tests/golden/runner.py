@@ -12,6 +12,7 @@ from .compare import Comparison, failure
 # case name prefix -> module (under tests/golden/) whose CASES dict maps case-name prefixes to functions
 # fn(case_name, case_info, golden: Path) -> list[Comparison]
 CASE_MODULES = ("cases_audio", "cases_face", "cases_unet", "cases_video", "cases_reenactment")
+CASE_MODULES += ("cases_film",)
 
 
 def _case_functions() -> dict[str, Callable]:
