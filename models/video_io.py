@@ -127,12 +127,13 @@ def check_audio(audio: AudioTrack) -> AudioTrack:
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTrack | None = None,
-                container: str = "mp4", metadata: dict[str, Any] | None = None) -> WrittenVideo:
+                container: str = "mp4", metadata: dict[str, Any] | None = None,
+                video_options: dict[str, str] | None = None) -> WrittenVideo:
     """Encode RGB uint8 frames ``(N, H, W, 3)`` at ``fps`` into ``path``.
 
     ``audio`` is trimmed or padded with silence to exactly the video's duration and resampled to a rate the
     audio codec takes. ``metadata`` values that are not strings are stored as JSON (ComfyUI reads the
-    workflow back from them).
+    workflow back from them). ``video_options`` override the container's encoder options (e.g. a faster preset).
     """
     if container not in CONTAINERS:
         raise ValueError(f"Unknown video container '{container}'; choose one of {sorted(CONTAINERS)}.")
@@ -155,7 +156,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTr
     with av.open(str(path), mode="w", format=spec.suffix[1:], options=muxer_options) as output:
         for key, value in (metadata or {}).items():
             output.metadata[key] = value if isinstance(value, str) else json.dumps(value)
-        video_stream = output.add_stream(spec.video_codec, rate=rate, options=spec.video_options)
+        video_stream = output.add_stream(spec.video_codec, rate=rate,
+                                         options={**spec.video_options, **(video_options or {})})
         video_stream.height, video_stream.width = frames.shape[1:3]
         video_stream.pix_fmt = "yuv420p"
         audio_stream = None
