@@ -18,7 +18,7 @@ from ..models.face.crop import paste_back
 from ..models.motion.edits import (HeadMotionEdit, blink_times, edit_head_motion, insert_blinks, parse_times,
                                    raise_brows, scale_mouth)
 from ..models.motion.mix import SOURCES, mix_meshes, track_motion
-from ..models.motion.motion_file import Motion, load_motion, save_motion
+from ..models.motion.motion_file import Motion, load_motion, resolve_inside, save_motion
 from ..models.motion.preview import preview_frames
 from ..models.video_io import write_video
 from . import types as apk
@@ -258,21 +258,11 @@ class MixMotion(io.ComfyNode):
         return io.NodeOutput(mix_meshes(speech_mesh, driving_mesh, reference_face.face.lmks3d, sources, border_cm))
 
 
-def inside_folder(base: str, name: str, input_name: str) -> Path:
-    """``name`` resolved inside the folder ``base`` (links followed); names that lead out of it are refused."""
-    root = os.path.realpath(base)
-    path = os.path.realpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root:
-        raise ValueError(f"AniPortrait: input '{input_name}' ('{name}') points outside '{root}'. Use a name inside "
-                         "that folder.")
-    return Path(path)
-
-
 def motion_file_path(choice: str) -> Path:
     """A Load Motion choice: a file in the input folder, or '<name> [output]' for one in the output folder."""
     if choice.endswith(OUTPUT_ANNOTATION):
-        return inside_folder(folder_paths.get_output_directory(), choice[:-len(OUTPUT_ANNOTATION)], "motion")
-    return inside_folder(folder_paths.get_input_directory(), choice, "motion")
+        return resolve_inside(folder_paths.get_output_directory(), choice[:-len(OUTPUT_ANNOTATION)], "motion")
+    return resolve_inside(folder_paths.get_input_directory(), choice, "motion")
 
 
 def motion_choices() -> list[str]:
@@ -310,7 +300,7 @@ class SaveMotion(io.ComfyNode):
                 landmarks: LandmarkSequence | None = None) -> io.NodeOutput:
         motion = Motion(mesh, pose, landmarks)
         path, subfolder, _ = output_file(filename_prefix, True, 0, 0, MOTION_SUFFIX)
-        inside_folder(folder_paths.get_output_directory(), str(path), "filename_prefix")
+        resolve_inside(folder_paths.get_output_directory(), str(path), "filename_prefix")
         save_motion(path, motion)
         saved = "/".join(part for part in (subfolder, path.name) if part)
         log.info("AniPortrait: motion saved to %s: %s", saved, motion.describe())

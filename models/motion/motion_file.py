@@ -18,6 +18,7 @@ key                    shape, dtype   meaning
 """
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,3 +129,14 @@ def _float_array(array: np.ndarray, key: str, shape: tuple[int | None, ...]) -> 
     if not np.isfinite(array).all():
         raise ValueError(f"'{key}' holds NaN or infinite values")
     return array.astype(np.float64)
+
+
+def resolve_inside(base: str | Path, name: str, input_name: str) -> Path:
+    """``name`` resolved inside the folder ``base`` (links followed); a name that leads out of it is refused,
+    naming the node input ``input_name``."""
+    root = os.path.realpath(base)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"AniPortrait: input '{input_name}' ('{name}') points outside '{root}'. Use a name inside "
+                         "that folder.")
+    return Path(path)
