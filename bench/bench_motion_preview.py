@@ -4,9 +4,9 @@
     ~/.cache/aniportrait-comfyui/venv/bin/python -m bench.bench_motion_preview [--frames N] [--size S] [--repeats N]
 
 Inputs (from ../shared, or ANIPORTRAIT_SHARED) are the golden arrays tiled to N frames (c_mesh_projection:
-reference face and poses; a_audio2mesh: offsets) and N/30 s of the golden speech. Rendering (the pose images the sampler gets, Render Pose Image's
-library call) is timed in the same run for the ratio. Best of N passes, one process, torch/cv2 limited to 2
-threads. Writes bench/results/motion_preview.json and .md.
+reference face and poses; a_audio2mesh: offsets) and N/30 s of the golden speech. Render Pose Image's drawing
+(the sampler's pose images) is timed in the same run for comparison. Best of N passes, one process, OpenCV
+limited to 2 threads. Writes bench/results/motion_preview.json and .md.
 """
 from __future__ import annotations
 
