@@ -110,14 +110,14 @@ class MouthAmplitude(io.ComfyNode):
 class HeadMotion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        def offset(name: str, unit: str, limit: float) -> io.Float.Input:
+        def offset(name: str, meaning: str, limit: float) -> io.Float.Input:
             return io.Float.Input(name, default=0.0, min=-limit, max=limit, step=0.1,
-                                  tooltip=f"Added to every frame's {name[:-len('_offset')]}, in {unit}.")
+                                  tooltip=f"Added to every frame: {meaning}.")
 
         return io.Schema(
             node_id="APK_HeadMotion", display_name="Head Motion (AniPortrait)", category=CATEGORY,
-            description="Scales, offsets and smooths the head pose (relative to the portrait's own pose). "
-                        "rx tilts the head up/down (pitch), ry turns it left/right (yaw), rz rolls it.",
+            description="Scales, offsets and smooths the head pose (relative to the portrait's own pose: zero = "
+                        "the head as in the photo). rx is pitch, ry yaw, rz roll; tx, ty, tz move the head.",
             inputs=[
                 apk.PoseSequence.Input("pose", tooltip="Per-frame head pose (Audio2Pose, Head Pose Template, "
                                                        "Driving Motion or Load Motion)."),
@@ -126,9 +126,13 @@ class HeadMotion(io.ComfyNode):
                                        "angle, 1 = unchanged, 2 = twice the turning."),
                 io.Float.Input("translation_scale", default=1.0, min=0.0, max=3.0, step=0.05,
                                tooltip="Factor on the three translations: 0 = the head stays in place."),
-                offset("rx_offset", "degrees", 45.0), offset("ry_offset", "degrees", 45.0),
-                offset("rz_offset", "degrees", 45.0), offset("tx_offset", "cm (x right)", 10.0),
-                offset("ty_offset", "cm (y up)", 10.0), offset("tz_offset", "cm (z towards the camera)", 10.0),
+                offset("rx_offset", "degrees of pitch; positive tilts the head down", 45.0),
+                offset("ry_offset", "degrees of yaw; positive turns the nose towards the image's right", 45.0),
+                offset("rz_offset", "degrees of roll; positive rolls the head counter-clockwise in the image", 45.0),
+                offset("tx_offset", "cm of the face model; positive moves the head right in the image", 10.0),
+                offset("ty_offset", "cm of the face model; positive moves the head up", 10.0),
+                offset("tz_offset", "cm of the face model; positive moves the head towards the camera (larger)",
+                       10.0),
                 io.Int.Input("smoothing", default=1, min=1, max=61,
                              tooltip="Moving-average window in frames, centred (smoothing // 2 frames on each "
                                      "side, fewer at the ends; odd numbers): 1 = off, 9 at 30 fps = 0.3 s."),
@@ -174,8 +178,13 @@ class EyeBlinks(io.ComfyNode):
     def execute(cls, reference_face: ReferenceFace, mesh: MeshSequence, rate: float, times: str, duration: float,
                 strength: float, seed: int) -> io.NodeOutput:
         centres = parse_times(times)
+        seconds = len(mesh.offsets) / mesh.fps
+        late = [t for t in centres if t > seconds]
+        if late:
+            log.warning("AniPortrait Eye Blinks: blink time(s) %s s are after the end of the %.2f s motion; skipped",
+                        ", ".join(f"{t:g}" for t in late), seconds)
         if not centres:
-            centres = blink_times(len(mesh.offsets) / mesh.fps, rate, seed)
+            centres = blink_times(seconds, rate, seed)
         return io.NodeOutput(insert_blinks(mesh, reference_face.face.lmks3d, centres, duration, strength))
 
 

@@ -170,6 +170,19 @@ def test_head_motion_scale_offset_and_smoothing(face):
     straight = landmarks(face, mesh)[0]
     assert abs(frozen_points[0, NOSE_TIP, 0] - straight[NOSE_TIP, 0]) > 10   # a 10 degree turn moves the nose
 
+    # the directions the node's tooltips state, in image coordinates (y grows downwards)
+    def nose_shift(index: int, value: float) -> np.ndarray:
+        offset = np.zeros(6)
+        offset[index] = value
+        moved = edit_head_motion(PoseSequence(np.zeros((1, 6)), FPS), HeadMotionEdit(offset=tuple(offset))).poses
+        return landmarks(face, MeshSequence(np.zeros((1, 468, 3)), FPS), moved)[0, NOSE_TIP] - straight[NOSE_TIP]
+
+    assert nose_shift(0, 10)[1] > 5 and nose_shift(1, 10)[0] > 5          # pitch down, yaw to the image's right
+    assert nose_shift(3, 1)[0] > 5 and nose_shift(4, 1)[1] < -5            # move right, move up
+    chin = landmarks(face, MeshSequence(np.zeros((1, 468, 3)), FPS),
+                     np.array([[0, 0, 10.0, 0, 0, 0]]))[0, 152] - straight[152]
+    assert chin[0] > 5                                                     # roll counter-clockwise: chin goes right
+
     doubled = edit_head_motion(pose, HeadMotionEdit(2.0, 1.0)).poses
     np.testing.assert_allclose(doubled[:, :3], 2 * poses[:, :3])
     np.testing.assert_allclose(doubled[:, 3:], poses[:, 3:])
