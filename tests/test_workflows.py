@@ -83,3 +83,16 @@ def test_workflow_runs_through_the_api(client, comfy_server, golden_dir, assets_
     audio = read_audio_track(path)
     assert audio is not None, "the video has no soundtrack"
     assert audio.waveform.shape[1] == round(len(frames) / fps * audio.sample_rate)
+
+    previews = [key for key, node in prompt.items() if node["class_type"] == "APK_MotionPreview"]
+    if name.startswith("audio_driven"):
+        assert len(previews) == 1, "every audio-driven workflow shows the motion preview"
+    for preview_id in previews:   # shown before the sampler starts, as long as the video
+        [sampler_id] = [key for key, node in prompt.items() if node["class_type"] == "APK_Lmk2VideoSampler"]
+        order = [event["node"] for event in run.events_of("executing") if event.get("node")]
+        assert order.index(preview_id) < order.index(sampler_id)
+        [entry] = run.outputs[preview_id]["images"]
+        preview = comfy_server.base_dir / entry["type"] / entry["subfolder"] / entry["filename"]
+        preview_frames, preview_fps = read_video_frames(preview)
+        assert (len(preview_frames), preview_fps) == (len(frames), fps)
+        assert read_audio_track(preview) is not None
