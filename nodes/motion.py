@@ -81,7 +81,7 @@ class MotionPreview(io.ComfyNode):
         frames = preview_frames(landmarks, background)
         check_interrupt()
         path, subfolder, folder_type = output_file(filename_prefix, save_output, frames.shape[2], frames.shape[1],
-                                                   ".mp4")
+                                                   ".mp4", node_name="Motion Preview")
         track = audio_track(audio) if audio is not None else None
         write_video(path, frames, landmarks.fps, track, "mp4", video_options={"preset": "ultrafast"})
         preview = ui.PreviewVideo([ui.SavedResult(path.name, subfolder, folder_type)])
@@ -308,7 +308,7 @@ class SaveMotion(io.ComfyNode):
     def execute(cls, filename_prefix: str, mesh: MeshSequence | None = None, pose: PoseSequence | None = None,
                 landmarks: LandmarkSequence | None = None) -> io.NodeOutput:
         motion = Motion(mesh, pose, landmarks)
-        path, subfolder, _ = output_file(filename_prefix, True, 0, 0, MOTION_SUFFIX)
+        path, subfolder, _ = output_file(filename_prefix, True, 0, 0, MOTION_SUFFIX, node_name="Save Motion")
         resolve_inside(folder_paths.get_output_directory(), str(path), "filename_prefix")
         save_motion(path, motion)
         saved = "/".join(part for part in (subfolder, path.name) if part)

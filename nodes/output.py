@@ -30,23 +30,24 @@ def audio_track(audio: dict) -> AudioTrack:
     return AudioTrack(waveform[0].detach().cpu().float().numpy(), int(audio["sample_rate"]))
 
 
-def output_file(filename_prefix: str, save_output: bool, width: int, height: int,
-                suffix: str) -> tuple[Path, str, io.FolderType]:
-    """Next free ``<prefix>_<counter>_.<ext>`` in the output folder (or the temp folder for a preview)."""
+def output_file(filename_prefix: str, save_output: bool, width: int, height: int, suffix: str,
+                node_name: str = "VideoCombine") -> tuple[Path, str, io.FolderType]:
+    """Next free ``<prefix>_<counter>_.<ext>`` in the output folder (or the temp folder for a preview); errors
+    start with ``node_name``."""
     folder_type = io.FolderType.output if save_output else io.FolderType.temp
     base = folder_paths.get_output_directory() if save_output else folder_paths.get_temp_directory()
     if not filename_prefix.strip():
-        raise ValueError("VideoCombine: filename_prefix is empty; enter a name such as 'AniPortrait/video'.")
+        raise ValueError(f"{node_name}: filename_prefix is empty; enter a name such as 'AniPortrait/video'.")
     try:
         folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, base, width, height)
     except OSError as exc:
-        raise ValueError(f"VideoCombine: cannot create a folder for '{filename_prefix}' in '{base}': {exc}. "
+        raise ValueError(f"{node_name}: cannot create a folder for '{filename_prefix}' in '{base}': {exc}. "
                          "Check that ComfyUI may write there, or start it with another --output-directory.") from exc
     except Exception as exc:  # ComfyUI refuses prefixes that climb out of the folder
-        raise ValueError(f"VideoCombine: filename_prefix '{filename_prefix}' points outside '{base}'. "
+        raise ValueError(f"{node_name}: filename_prefix '{filename_prefix}' points outside '{base}'. "
                          "Use a relative prefix such as 'AniPortrait/video'.") from exc
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"VideoCombine: the folder '{folder}' is not writable. Fix its permissions, "
+        raise ValueError(f"{node_name}: the folder '{folder}' is not writable. Fix its permissions, "
                          "or start ComfyUI with another --output-directory.")
     return Path(folder) / f"{filename}_{counter:05}_{suffix}", subfolder, folder_type
 

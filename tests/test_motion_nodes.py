@@ -8,7 +8,8 @@ import pytest
 import soundfile
 from PIL import Image
 
-from models.motion.motion_file import load_motion
+from models.data import PoseSequence
+from models.motion.motion_file import Motion, load_motion, save_motion
 from models.motion.regions import LID_MIDDLES, LIPS
 from models.video_io import read_audio_track, read_video_frames
 from tests.harness.graph import Graph
@@ -93,6 +94,19 @@ def test_motion_file_names_outside_the_folders_are_refused(client, name):
     assert status == 400, answer
     [error] = answer["node_errors"][loaded.id]["errors"]
     assert "outside" in error["details"], error
+
+
+def test_motion_from_the_input_folder_and_a_prefix_outside_the_output_folder(client, tmp_path):
+    poses = np.linspace(0, 1, 60).reshape(10, 6)
+    save_motion(tmp_path / "pose.npz", Motion(pose=PoseSequence(poses, 25.0)))
+    graph = Graph(client.object_info())
+    loaded = graph.add("APK_LoadMotion", motion=client.upload(tmp_path / "pose.npz", "apk_motion_pose.npz"))
+    edited = graph.add("APK_HeadMotion", loaded.out(1), rotation_scale=2.0)
+    save = graph.add("APK_SaveMotion", pose=edited.out(0), filename_prefix="../outside/motion")
+    run = client.run(graph.prompt)
+    assert run.status == "error" and run.error["node_id"] == save.id, run.describe()
+    assert "Save Motion: filename_prefix '../outside/motion' points outside" in run.error["exception_message"]
+    assert client.get("/system_stats")   # still serving
 
 
 def test_paste_back_returns_the_portrait_resolution(client, comfy_server, inputs, assets_dir):
