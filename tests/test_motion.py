@@ -26,10 +26,15 @@ SIZE = 512
 NOSE_TIP = 1
 
 
-@pytest.fixture(scope="module")
-def face(mesh_case) -> FaceAnalysis:
-    return FaceAnalysis(lmks=mesh_case["mp_lmks"], lmks3d=mesh_case["mp_lmks3d"], trans_mat=mesh_case["mp_trans_mat"],
-                        blendshapes=mesh_case["mp_bs"], width=SIZE, height=SIZE)
+@pytest.fixture(scope="module", params=["audio reference", "reenactment reference"])
+def face(request, mesh_case, reenactment_case) -> FaceAnalysis:
+    """Two different analysed portraits (golden cases c and j), at 512 x 512."""
+    if request.param == "audio reference":
+        case, prefix = mesh_case, "mp_"
+    else:
+        case, prefix = reenactment_case, "ref_"
+    return FaceAnalysis(lmks=case[f"{prefix}lmks"], lmks3d=case[f"{prefix}lmks3d"], trans_mat=case[f"{prefix}trans_mat"],
+                        blendshapes=case[f"{prefix}bs"], width=SIZE, height=SIZE)
 
 
 def speaking(face: FaceAnalysis, seed: int = 0) -> MeshSequence:
