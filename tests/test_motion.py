@@ -33,8 +33,8 @@ def face(request, mesh_case, reenactment_case) -> FaceAnalysis:
         case, prefix = mesh_case, "mp_"
     else:
         case, prefix = reenactment_case, "ref_"
-    return FaceAnalysis(lmks=case[f"{prefix}lmks"], lmks3d=case[f"{prefix}lmks3d"], trans_mat=case[f"{prefix}trans_mat"],
-                        blendshapes=case[f"{prefix}bs"], width=SIZE, height=SIZE)
+    return FaceAnalysis(lmks=case[f"{prefix}lmks"], lmks3d=case[f"{prefix}lmks3d"],
+                        trans_mat=case[f"{prefix}trans_mat"], blendshapes=case[f"{prefix}bs"], width=SIZE, height=SIZE)
 
 
 def speaking(face: FaceAnalysis, seed: int = 0) -> MeshSequence:
