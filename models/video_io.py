@@ -127,11 +127,12 @@ def check_audio(audio: AudioTrack) -> AudioTrack:
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, audio: AudioTrack | None = None,
-                container: str = "mp4", metadata: dict[str, Any] | None = None) -> WrittenVideo:
+                container: str = "mp4", metadata: dict[str, Any] | None = None,
+                video_options: dict[str, str] | None = None) -> WrittenVideo:
     """Encode RGB uint8 frames ``(N, H, W, 3)`` at ``fps`` into ``path`` (see ``VideoWriter``)."""
     frames = check_frames(frames)
     with VideoWriter(path, frames.shape[0], frames.shape[2], frames.shape[1], fps, audio, container,
-                     metadata) as writer:
+                     metadata, video_options) as writer:
         writer.write(frames)
     return writer.result
 
@@ -143,12 +144,13 @@ class VideoWriter:
 
     ``audio`` is trimmed or padded with silence to exactly the video's duration, resampled to a rate the audio
     codec takes, and interleaved with the video as it goes. ``metadata`` values that are not strings are stored as
-    JSON (ComfyUI reads the workflow back from them). Odd sizes are padded to even ones.
+    JSON (ComfyUI reads the workflow back from them). Odd sizes are padded to even ones. ``video_options``
+    override the container's encoder options (e.g. a faster preset).
     """
 
     def __init__(self, path: str | Path, frame_count: int, width: int, height: int, fps: float,
                  audio: AudioTrack | None = None, container: str = "mp4",
-                 metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None, video_options: dict[str, str] | None = None) -> None:
         if container not in CONTAINERS:
             raise ValueError(f"Unknown video container '{container}'; choose one of {sorted(CONTAINERS)}.")
         if frame_count < 1:
@@ -160,6 +162,7 @@ class VideoWriter:
         self.frame_count, self.size, self.rate = frame_count, (width, height), frame_rate(fps)
         self.audio = audio
         self.metadata = metadata
+        self.video_options = {**self.spec.video_options, **(video_options or {})}
         self.written = 0
         self.audio_written = 0
         self.notes: list[str] = []
@@ -188,7 +191,7 @@ class VideoWriter:
         try:
             for key, value in (self.metadata or {}).items():
                 output.metadata[key] = value if isinstance(value, str) else json.dumps(value)
-            self._video = output.add_stream(spec.video_codec, rate=self.rate, options=spec.video_options)
+            self._video = output.add_stream(spec.video_codec, rate=self.rate, options=self.video_options)
             self._video.width, self._video.height = width + width % 2, height + height % 2
             self._video.pix_fmt = "yuv420p"
             self._audio = None

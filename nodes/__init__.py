@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import audio, interpolation, landmarks, output, pose_render, reenactment, video
+from . import audio, interpolation, landmarks, motion, output, pose_render, reenactment, video
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
-    return [node for module in (audio, landmarks, pose_render, video, interpolation, reenactment, output)
-            for node in module.NODES]
+    modules = (audio, landmarks, pose_render, video, interpolation, reenactment, output, motion)
+    return [node for module in modules for node in module.NODES]
 
 
 class AniPortraitExtension(ComfyExtension):

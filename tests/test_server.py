@@ -52,6 +52,18 @@ NODE_TABLE = {
     "APK_SelectKeyframes": Contract(("IMAGE",), ("IMAGE", "APK_KEYFRAME_PLAN")),
     "APK_LoadFILMModel": Contract((), ("APK_FILM_MODEL",)),
     "APK_FILMInterpolate": Contract(("APK_FILM_MODEL", "IMAGE", "APK_KEYFRAME_PLAN"), ("IMAGE",)),
+    # motion (issue 12)
+    "APK_MotionPreview": Contract(("APK_LANDMARKS",), ("VIDEO",), optional=("AUDIO", "APK_REFERENCE_FACE")),
+    "APK_MouthAmplitude": Contract(("APK_REFERENCE_FACE", "APK_MESH_SEQUENCE"), ("APK_MESH_SEQUENCE",)),
+    "APK_EyeBlinks": Contract(("APK_REFERENCE_FACE", "APK_MESH_SEQUENCE"), ("APK_MESH_SEQUENCE",)),
+    "APK_BrowRaise": Contract(("APK_REFERENCE_FACE", "APK_MESH_SEQUENCE"), ("APK_MESH_SEQUENCE",)),
+    "APK_HeadMotion": Contract(("APK_POSE_SEQUENCE",), ("APK_POSE_SEQUENCE",)),
+    "APK_DrivingMotion": Contract(("APK_FACE_TRACK",), ("APK_MESH_SEQUENCE", "APK_POSE_SEQUENCE")),
+    "APK_MixMotion": Contract(("APK_REFERENCE_FACE", "APK_MESH_SEQUENCE", "APK_MESH_SEQUENCE"),
+                              ("APK_MESH_SEQUENCE",)),
+    "APK_SaveMotion": Contract((), (), optional=("APK_MESH_SEQUENCE", "APK_POSE_SEQUENCE", "APK_LANDMARKS")),
+    "APK_LoadMotion": Contract((), ("APK_MESH_SEQUENCE", "APK_POSE_SEQUENCE", "APK_LANDMARKS")),
+    "APK_PasteBack": Contract(("IMAGE", "IMAGE", "APK_REFERENCE_FACE"), ("IMAGE",)),
 }
 
 

@@ -14,6 +14,8 @@ import pytest
 import soundfile
 import torch
 
+from models.data import PoseSequence
+from models.motion.motion_file import Motion, save_motion
 from tests.harness.client import ComfyClient
 from tests.harness.graph import Graph
 from tests.harness.server import ComfyServer, free_port
@@ -96,10 +98,12 @@ def outside(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("outside")
     _write_tone(folder / "secret.wav")
     np.save(folder / "secret.npy", np.ones((4, 6)))
+    save_motion(folder / "secret.npz", Motion(pose=PoseSequence(np.ones((4, 6)), 30.0)))
     return folder
 
 
-@pytest.mark.parametrize("node_type, suffix", [("APK_LoadAudio", ".wav"), ("APK_HeadPoseTemplate", ".npy")])
+@pytest.mark.parametrize("node_type, suffix", [("APK_LoadAudio", ".wav"), ("APK_HeadPoseTemplate", ".npy"),
+                                               ("APK_LoadMotion", ".npz")])
 def test_file_names_outside_the_input_folder_are_refused_alike(client, object_info, comfy_server, outside, speech,
                                                                 node_type, suffix):
     refusals = {}
@@ -108,6 +112,9 @@ def test_file_names_outside_the_input_folder_are_refused_alike(client, object_in
         if node_type == "APK_LoadAudio":
             node = graph.add(node_type, upload=name)
             graph.add("PreviewAudio", node)
+        elif node_type == "APK_LoadMotion":
+            node = graph.add(node_type, motion=name)
+            graph.add("PreviewAny", node.out(1))
         else:
             node = graph.add(node_type, graph.add("APK_LoadAudio", upload=speech), template=name)
             graph.add("PreviewAny", node)

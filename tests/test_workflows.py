@@ -7,13 +7,14 @@ import json
 from fractions import Fraction
 
 import pytest
+from PIL import Image
 
 from models.video_io import read_audio_track, read_video_frames
 from scripts.workflow_api import set_inputs, workflow_to_prompt
 from tests.harness.client import ComfyClient
-from tests.workflow_inputs import (SAMPLERS, SIZE, VIDEO_FRAMES, VIDEO_WRITERS, WORKFLOW_DIR, WORKFLOWS, file_settings,
-                                   load_workflow, make_inputs, node_of_type, speech_frames, tiny_settings,
-                                   upload_inputs)
+from tests.workflow_inputs import (FULL_RESOLUTION, SAMPLERS, SIZE, VIDEO_FRAMES, VIDEO_WRITERS, WORKFLOW_DIR,
+                                   WORKFLOWS, file_settings, load_workflow, make_inputs, node_of_type, speech_frames,
+                                   tiny_settings, upload_inputs)
 from workflows.build_workflows import WORKFLOWS as DESCRIPTIONS, build
 
 pytestmark = pytest.mark.server
@@ -50,8 +51,16 @@ def expected_length(name: str) -> tuple[int | None, Fraction]:
     return None, Fraction(30)  # face_reenactment: the 25 fps driving motion resampled to 30 fps
 
 
+def expected_size(name: str, assets_dir) -> tuple[int, int]:
+    """(height, width) of the video: the generation size, or the portrait's (padded to even sides)."""
+    if name not in FULL_RESOLUTION:
+        return SIZE, SIZE
+    width, height = Image.open(assets_dir / "lyl.png").size
+    return height + height % 2, width + width % 2
+
+
 @pytest.mark.parametrize("name", WORKFLOWS)
-def test_workflow_runs_through_the_api(client, comfy_server, golden_dir, uploaded, name):
+def test_workflow_runs_through_the_api(client, comfy_server, golden_dir, assets_dir, uploaded, name):
     object_info = client.object_info()
     workflow = load_workflow(name)
     prompt = workflow_to_prompt(workflow, object_info)
@@ -72,7 +81,20 @@ def test_workflow_runs_through_the_api(client, comfy_server, golden_dir, uploade
         assert abs(len(frames) - VIDEO_FRAMES * 30 / 25) <= 1
     else:
         assert len(frames) == expected_frames
-    assert frames.shape[1:] == (SIZE, SIZE, 3)
+    assert frames.shape[1:] == (*expected_size(name, assets_dir), 3)
     audio = read_audio_track(path)
     assert audio is not None, "the video has no soundtrack"
     assert audio.waveform.shape[1] == round(len(frames) / fps * audio.sample_rate)
+
+    previews = [key for key, node in prompt.items() if node["class_type"] == "APK_MotionPreview"]
+    if name.startswith("audio_driven"):
+        assert len(previews) == 1, "every audio-driven workflow shows the motion preview"
+    for preview_id in previews:   # shown before the sampler starts, as long as the video
+        [sampler_id] = [key for key, node in prompt.items() if node["class_type"] in SAMPLERS]
+        order = [event["node"] for event in run.events_of("executing") if event.get("node")]
+        assert order.index(preview_id) < order.index(sampler_id)
+        [entry] = run.outputs[preview_id]["images"]
+        preview = comfy_server.base_dir / entry["type"] / entry["subfolder"] / entry["filename"]
+        preview_frames, preview_fps = read_video_frames(preview)
+        assert (len(preview_frames), preview_fps) == (len(frames), fps)
+        assert read_audio_track(preview) is not None

@@ -15,8 +15,8 @@ from scripts.animate import SAMPLERS, VIDEO_WRITERS  # noqa: F401 (the tests tak
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflows"
 WORKFLOWS = ("audio_driven", "audio_driven_pose_template", "pose_video_driven", "face_reenactment",
-             "audio_driven_long", "audio_driven_fast")
-
+             "audio_driven_long", "audio_driven_fast", "audio_driven_motion_edit", "audio_driven_with_driving_video")
+FULL_RESOLUTION = ("audio_driven_motion_edit",)  # pasted back into the portrait
 SPEECH_SECONDS = 0.6
 VIDEO_FRAMES = 12
 SIZE = 128  # smallest size at which MediaPipe still finds the faces of the test portraits

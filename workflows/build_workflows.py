@@ -29,7 +29,7 @@ NOTE = "MarkdownNote"
 COLUMN_WIDTH, NODE_WIDTH, GAP = 380, 330, 36
 # room the editor needs below the widgets for previews (image, audio player, video)
 PREVIEW_HEIGHT = {"LoadImage": 290, "LoadVideo": 250, "APK_LoadAudio": 60, "PreviewImage": 250,
-                  "APK_VideoCombine": 300, "APK_Lmk2VideoSamplerToFile": 300}
+                  "APK_VideoCombine": 300, "APK_Lmk2VideoSamplerToFile": 300, "APK_MotionPreview": 300}
 # values of editor-only widgets (they never reach the server); "fixed" keeps seeds reproducible
 EDITOR_WIDGET_VALUES = {"control_after_generate": "fixed", "upload": "image", "audioUI": None}
 
@@ -98,12 +98,24 @@ def driving_video(title: str, filename: str) -> list[Node]:
             Node("components", "GetVideoComponents", links={"video": "video.VIDEO"})]
 
 
+def speech_mesh() -> list[Node]:
+    """Lips from the speech (Audio2Mesh); output "mesh.mesh"."""
+    return [Node("mesh_model", "APK_LoadAudio2MeshModel"),
+            Node("mesh", "APK_Audio2Mesh", links={"audio2mesh_model": "mesh_model.audio2mesh_model",
+                                                  "audio": "audio.audio", "fps": "fps.FLOAT"})]
+
+
+def speech_pose() -> list[Node]:
+    """Head pose from the speech (Audio2Pose); output "pose.pose"."""
+    return [Node("pose_model", "APK_LoadAudio2PoseModel"),
+            Node("pose", "APK_Audio2Pose", links={"audio2pose_model": "pose_model.audio2pose_model",
+                                                  "audio": "audio.audio", "fps": "fps.FLOAT"})]
+
+
 def audio_pipeline(about: Node, pose_nodes: list[Node]) -> Columns:
     """Speech -> lips (Audio2Mesh) + head pose (``pose_nodes``, output "pose.pose") -> pose images -> video."""
     speech = Node("audio", "APK_LoadAudio", "Speech (pick a file)", {"audio": "lyl.wav"})
-    mesh = [Node("mesh_model", "APK_LoadAudio2MeshModel"),
-            Node("mesh", "APK_Audio2Mesh", links={"audio2mesh_model": "mesh_model.audio2mesh_model",
-                                                  "audio": "audio.audio", "fps": "fps.FLOAT"})]
+    mesh = speech_mesh()
     project = Node("project", "APK_ProjectLandmarks", links={"reference_face": "face.reference_face",
                                                              "mesh": "mesh.mesh", "pose": "pose.pose"})
     render = Node("render", "APK_RenderPoseImage", links={"landmarks": "project.landmarks",
@@ -112,9 +124,15 @@ def audio_pipeline(about: Node, pose_nodes: list[Node]) -> Columns:
     return [[about, portrait(), speech],
             [*size_settings(), reference_face()],
             [*mesh, *pose_nodes],
-            [project, render, preview],
+            [project, motion_preview("project.landmarks"), render, preview],
             [video_models(), reference_encode("face.image")],
             [sampler("render.pose_images"), video_combine("audio.audio", "fps.FLOAT")]]
+
+
+def motion_preview(landmarks: str) -> Node:
+    """The first output an artist sees: the landmark track with the speech, seconds after Run."""
+    return Node("motion_preview", "APK_MotionPreview", "Motion preview (check lip sync here first)",
+                links={"landmarks": landmarks, "audio": "audio.audio", "reference_face": "face.reference_face"})
 
 
 def audio_driven() -> Columns:
@@ -123,9 +141,7 @@ def audio_driven() -> Columns:
                           "2. **Speech**: pick the audio; the video lasts as long as the speech.\n"
                           "3. Press **Run**. Audio2Mesh moves the lips, Audio2Pose the head (change `id_seed` for "
                           "another head-motion style).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
-    pose = [Node("pose_model", "APK_LoadAudio2PoseModel"),
-            Node("pose", "APK_Audio2Pose", links={"audio2pose_model": "pose_model.audio2pose_model",
-                                                  "audio": "audio.audio", "fps": "fps.FLOAT"})]
+    pose = speech_pose()
     return audio_pipeline(about, pose)
 
 
@@ -210,12 +226,7 @@ def audio_driven_long() -> Columns:
                           "2. Press **Run**; the video appears in the sampler node and in the output folder when "
                           "it is complete (a cancelled run leaves no file).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
     speech = Node("audio", "APK_LoadAudio", "Speech (pick a file)", {"audio": "lyl.wav"})
-    motion = [Node("mesh_model", "APK_LoadAudio2MeshModel"),
-              Node("mesh", "APK_Audio2Mesh", links={"audio2mesh_model": "mesh_model.audio2mesh_model",
-                                                    "audio": "audio.audio", "fps": "fps.FLOAT"}),
-              Node("pose_model", "APK_LoadAudio2PoseModel"),
-              Node("pose", "APK_Audio2Pose", links={"audio2pose_model": "pose_model.audio2pose_model",
-                                                    "audio": "audio.audio", "fps": "fps.FLOAT"})]
+    motion = speech_mesh() + speech_pose()
     project = Node("project", "APK_ProjectLandmarks", links={"reference_face": "face.reference_face",
                                                              "mesh": "mesh.mesh", "pose": "pose.pose"})
     to_file = Node("sampler", "APK_Lmk2VideoSamplerToFile", widgets={"seed": 42},
@@ -224,9 +235,77 @@ def audio_driven_long() -> Columns:
     return [[about, portrait(), speech],
             [*size_settings(), reference_face()],
             motion,
-            [project],
+            [project, motion_preview("project.landmarks")],
             [video_models(), reference_encode("face.image")],
             [to_file]]
+
+
+PREVIEW_NOTE = ("**Motion preview** plays the landmark track with the speech seconds after Run, long before the "
+                "video is sampled: adjust the motion nodes and run again until lips and head look right.")
+
+
+def audio_driven_motion_edit() -> Columns:
+    about = note("about", "## AniPortrait: audio-driven, with motion edits and full-resolution output\n"
+                          "1. **Portrait** and **Speech**: pick your files.\n"
+                          "2. Edit the motion: **Mouth Amplitude** (0 = the portrait's mouth, 1 = as predicted, "
+                          "more = stronger), **Eye Blinks** (per minute, or at given seconds), **Head Motion** "
+                          "(scale, offset in degrees / cm, smoothing window in frames).\n"
+                          "3. **Save Motion** keeps the edited motion as `.npz` for **Load Motion**.\n\n"
+                          + PREVIEW_NOTE + "\n\nThe face is animated in a crop around it (Reference Face, crop "
+                          "auto) and **Paste Back** puts it into the photo at full resolution.\n\n" + SIZE_NOTE
+                          + "\n\n" + MODELS_NOTE)
+    speech = Node("audio", "APK_LoadAudio", "Speech (pick a file)", {"audio": "lyl.wav"})
+    face = Node("face", "APK_ReferenceFace", widgets={"crop": "auto (face-centred square)"},
+                links={"image": "image.IMAGE", "width": "width.INT", "height": "height.INT"})
+    motion = speech_mesh() + speech_pose()
+    edits = [Node("mouth", "APK_MouthAmplitude", widgets={"amplitude": 1.2},
+                  links={"reference_face": "face.reference_face", "mesh": "mesh.mesh"}),
+             Node("blinks", "APK_EyeBlinks", links={"reference_face": "face.reference_face", "mesh": "mouth.mesh"}),
+             Node("head", "APK_HeadMotion", widgets={"smoothing": 5}, links={"pose": "pose.pose"}),
+             Node("save_motion", "APK_SaveMotion", links={"mesh": "blinks.mesh", "pose": "head.pose"})]
+    project = Node("project", "APK_ProjectLandmarks", links={"reference_face": "face.reference_face",
+                                                             "mesh": "blinks.mesh", "pose": "head.pose"})
+    render = Node("render", "APK_RenderPoseImage", links={"landmarks": "project.landmarks"})
+    paste = Node("paste", "APK_PasteBack", links={"frames": "sampler.frames", "portrait": "image.IMAGE",
+                                                  "reference_face": "face.reference_face"})
+    combine = Node("combine", "APK_VideoCombine", links={"images": "paste.frames", "audio": "audio.audio",
+                                                         "fps": "fps.FLOAT"})
+    return [[about, portrait(), speech],
+            [*size_settings(), face],
+            motion,
+            edits,
+            [project, motion_preview("project.landmarks"), render],
+            [video_models(), reference_encode("face.image")],
+            [sampler("render.pose_images"), paste, combine]]
+
+
+def audio_driven_with_driving_video() -> Columns:
+    about = note("about", "## AniPortrait: speech + driving video\n"
+                          "The mouth follows the **Speech**; head motion, eyes and brows follow the **Driving "
+                          "video** (a talking or moving face; it loops forwards and backwards if shorter than the "
+                          "speech).\n"
+                          "1. **Portrait**, **Speech** and **Driving video**: pick your files.\n"
+                          "2. **Mix Motion** chooses the source of each face region (mouth, eyes, brows, rest) and "
+                          "the width of the soft border between them.\n\n" + PREVIEW_NOTE + "\n\n" + SIZE_NOTE
+                          + "\n\n" + MODELS_NOTE)
+    speech = Node("audio", "APK_LoadAudio", "Speech (pick a file)", {"audio": "lyl.wav"})
+    track = Node("track", "APK_VideoFaceLandmarks", links={"frames": "components.images", "fps": "components.fps"})
+    driving = Node("driving", "APK_DrivingMotion", links={"face_track": "track.face_track", "fps": "fps.FLOAT"})
+    mesh = speech_mesh()
+    mix = Node("mix", "APK_MixMotion", links={"reference_face": "face.reference_face", "speech_mesh": "mesh.mesh",
+                                              "driving_mesh": "driving.mesh"})
+    pose = Node("pose", "APK_HeadPoseTemplate", "Driving head pose, looped to the speech",
+                links={"audio": "audio.audio", "fps": "fps.FLOAT", "pose_sequence": "driving.pose"})
+    project = Node("project", "APK_ProjectLandmarks", links={"reference_face": "face.reference_face",
+                                                             "mesh": "mix.mesh", "pose": "pose.pose"})
+    render = Node("render", "APK_RenderPoseImage", links={"landmarks": "project.landmarks"})
+    return [[about, portrait(), speech],
+            [*driving_video("Driving video (pick a file)", "driving_video.mp4"), *size_settings()],
+            [reference_face(), track, driving],
+            [*mesh, mix, pose],
+            [project, motion_preview("project.landmarks"), render],
+            [video_models(), reference_encode("face.image")],
+            [sampler("render.pose_images"), video_combine("audio.audio", "fps.FLOAT")]]
 
 
 WORKFLOWS = {
@@ -236,6 +315,8 @@ WORKFLOWS = {
     "pose_video_driven": pose_video_driven,
     "face_reenactment": face_reenactment,
     "audio_driven_long": audio_driven_long,
+    "audio_driven_motion_edit": audio_driven_motion_edit,
+    "audio_driven_with_driving_video": audio_driven_with_driving_video,
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..motion.looping import ping_pong
 from ..progress import InterruptCheck, ProgressFn
 from ..smoothing import smooth_pose_seq
 from .audio2pose import Audio2PoseModel
@@ -83,9 +84,7 @@ def load_pose_template(path: Path | str) -> np.ndarray:
 def loop_pose_template(template: np.ndarray, length: int) -> np.ndarray:
     """A head-pose template ``[M, 6]`` played forwards then backwards (``t + t[-2:0:-1]``), repeated and cut
     to ``length`` rows, as audio2vid's ``pose_temp`` branch (no scaling, no smoothing)."""
-    template = _checked_template(template)
-    mirrored = np.concatenate((template, template[-2:0:-1]))
-    return np.tile(mirrored, (length // len(mirrored) + 1, 1))[:length]
+    return ping_pong(_checked_template(template), length)
 
 
 def _checked_template(template: np.ndarray) -> np.ndarray:

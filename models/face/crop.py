@@ -65,15 +65,36 @@ def crop_face(image: np.ndarray, lmks: np.ndarray, expand: float = CROP_EXPAND) 
     return crop_image(image, box), box
 
 
-def paste_back(source: np.ndarray, frames: np.ndarray, box: Box) -> np.ndarray:
-    """Frames (N, h, w, C) generated from the crop ``box`` of ``source`` (H, W, C), each resized to the box
-    (bilinear) and written over a copy of ``source``; parts of the box outside the source are dropped."""
+def feather_mask(box: Box, width: int, height: int, feather: int) -> np.ndarray:
+    """(y1 - y0, x1 - x0) float32 weights of the pasted box: 1 inside, falling linearly to 0 over ``feather``
+    pixels towards each box edge that lies inside the ``width`` x ``height`` image (an edge on or past the
+    image border needs no blending)."""
+    x0, y0, x1, y1 = box
+    if feather <= 0:
+        return np.ones((y1 - y0, x1 - x0), dtype=np.float32)
+    rows, columns = np.arange(y0, y1) + 0.5, np.arange(x0, x1) + 0.5
+
+    def ramp(position: np.ndarray, start: int, end: int, size: int) -> np.ndarray:
+        from_start = (position - start) / feather if start > 0 else np.inf
+        from_end = (end - position) / feather if end < size else np.inf
+        return np.clip(np.minimum(from_start, from_end), 0.0, 1.0)
+
+    return np.outer(ramp(rows, y0, y1, height), ramp(columns, x0, x1, width)).astype(np.float32)
+
+
+def paste_back(source: np.ndarray, frames: np.ndarray, box: Box, feather: int = 0) -> np.ndarray:
+    """Frames (N, h, w, C) uint8 generated from the crop ``box`` of ``source`` (H, W, C), each resized to the box
+    (bilinear) and blended over a copy of ``source`` with :func:`feather_mask` (``feather`` pixels of the source;
+    0 = a hard edge); parts of the box outside the source are dropped."""
     x0, y0, x1, y1 = box
     out = np.repeat(source[None], len(frames), axis=0)
     overlap = _overlap(box, source.shape[1], source.shape[0])
     if overlap is None:
         return out
     in_source, in_box = overlap
+    mask = feather_mask(box, source.shape[1], source.shape[0], feather)[in_box][..., None]
     for pasted, frame in zip(out, frames):
-        pasted[in_source] = cv2.resize(frame, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)[in_box]
+        resized = cv2.resize(frame, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)[in_box]
+        blended = resized * mask + pasted[in_source] * (1.0 - mask)
+        pasted[in_source] = np.clip(np.round(blended), 0, 255).astype(source.dtype)
     return out

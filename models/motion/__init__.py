@@ -1,0 +1,1 @@
+"""Motion as material: edit, mix, save and preview the mesh / head-pose / landmark sequences (plain NumPy)."""
