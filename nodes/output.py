@@ -13,6 +13,7 @@ from comfy_api.latest import InputImpl, io, ui
 
 from ..models.video_io import AudioTrack, write_video
 from .common import rgb_images_to_uint8
+from .search import search_aliases
 
 log = logging.getLogger("aniportrait")
 
@@ -56,6 +57,7 @@ class VideoCombine(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_VideoCombine", display_name="Video Combine (AniPortrait)", category="AniPortrait/output",
+            **search_aliases("APK_VideoCombine"),
             description="Frames + speech -> a video file (MP4 H.264/AAC or WebM VP9/Opus) in the output folder, "
                         "played in the node. The audio is trimmed or padded with silence to the video's length.",
             inputs=[

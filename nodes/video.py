@@ -14,6 +14,7 @@ import folder_paths
 
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
 from . import types as apk
+from .search import search_aliases
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, model_choices, progress_bar,
                      resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
 
@@ -146,6 +147,7 @@ class Lmk2VideoSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_Lmk2VideoSampler", display_name="Lmk2Video Sampler (AniPortrait)",
+            **search_aliases("APK_Lmk2VideoSampler"),
             category="AniPortrait/video",
             description="Animates the encoded reference along the pose images: DDIM (v-prediction) with "
                         "classifier-free guidance over overlapping context windows, then VAE decoding. The same "
