@@ -1,6 +1,9 @@
 """HTTP routes of the pack (used by the web extension and the tests)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from aiohttp import web
 
 from ..models.cache import MODEL_CACHE
@@ -25,7 +28,22 @@ async def model_status(request: web.Request) -> web.Response:
     })
 
 
+WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflows"
+
+
+async def workflow_descriptions(request: web.Request) -> web.Response:
+    """The one-line description of each ready-made workflow (the web extension shows them in the template browser)."""
+    descriptions = {}
+    for path in sorted(WORKFLOW_DIR.glob("*.json")):
+        try:
+            descriptions[path.stem] = json.loads(path.read_text(encoding="utf-8"))["extra"]["description"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a workflow without one keeps the browser's own text
+    return web.json_response(descriptions)
+
+
 def register() -> None:
     from server import PromptServer
 
     PromptServer.instance.routes.get("/aniportrait/models")(model_status)
+    PromptServer.instance.routes.get("/aniportrait/workflows")(workflow_descriptions)

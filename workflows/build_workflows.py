@@ -23,6 +23,7 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
 from scripts.workflow_api import WIDGET_TYPES, input_spec, widget_slots  # noqa: E402
+from workflows.layout import arrange  # noqa: E402
 
 WORKFLOW_DIR = Path(__file__).resolve().parent
 NOTE = "MarkdownNote"
@@ -51,6 +52,8 @@ MODELS_NOTE = ("**Models** are read from `ComfyUI/models/aniportrait/` (AniPortr
                "layout). Missing files are downloaded on the first run, or all at once with "
                "`python scripts/download_models.py` (run in the pack's folder). A loader node shows a "
                "\"model file missing\" badge while a file is absent.")
+SAMPLES_NOTE = ("**Samples**: AniPortrait's repository (github.com/Zejun-Yang/AniPortrait) has portraits in "
+                "`configs/inference/ref_images/` and speech in `configs/inference/audio/`.")
 SIZE_NOTE = ("The **width**, **height** and **fps** nodes set the video size and frame rate everywhere "
              "(AniPortrait: 512 x 512, 30 fps).")
 
@@ -118,10 +121,12 @@ def audio_pipeline(about: Node, pose_nodes: list[Node]) -> Columns:
 
 def audio_driven() -> Columns:
     about = note("about", "## AniPortrait: audio-driven portrait animation\n"
+                          "A portrait photo and speech become a talking-head video with lip sync.\n\n"
                           "1. **Portrait**: pick a photo with one face looking at the camera.\n"
                           "2. **Speech**: pick the audio; the video lasts as long as the speech.\n"
                           "3. Press **Run**. Audio2Mesh moves the lips, Audio2Pose the head (change `id_seed` for "
-                          "another head-motion style).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+                          "another head-motion style).\n\n" + SAMPLES_NOTE + "\n\n" + SIZE_NOTE + "\n\n"
+                          + MODELS_NOTE)
     pose = [Node("pose_model", "APK_LoadAudio2PoseModel"),
             Node("pose", "APK_Audio2Pose", links={"audio2pose_model": "pose_model.audio2pose_model",
                                                   "audio": "audio.audio", "fps": "fps.FLOAT"})]
@@ -130,12 +135,14 @@ def audio_driven() -> Columns:
 
 def audio_driven_pose_template() -> Columns:
     about = note("about", "## AniPortrait: audio-driven, head motion from a template\n"
+                          "A portrait and speech become a talking head moving like a recorded pose template.\n\n"
                           "Like *audio_driven*, but the head follows a recorded head-pose template instead of "
                           "Audio2Pose.\n"
                           "1. **Portrait** and **Speech**: pick your files.\n"
                           "2. **Head Pose Template**: put a template `.npy` (e.g. AniPortrait's `pose_temp.npy`, or "
                           "one saved by *Pose Template*) into `ComfyUI/input/` and pick it. It loops forwards and "
-                          "backwards for the length of the speech.\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+                          "backwards for the length of the speech.\n\n" + SAMPLES_NOTE + "\n\n" + SIZE_NOTE
+                          + "\n\n" + MODELS_NOTE)
     pose = [Node("pose", "APK_HeadPoseTemplate", "Head Pose Template (pick a file)", {"template": "pose_temp.npy"},
                  links={"audio": "audio.audio", "fps": "fps.FLOAT"})]
     return audio_pipeline(about, pose)
@@ -143,9 +150,12 @@ def audio_driven_pose_template() -> Columns:
 
 def pose_video_driven() -> Columns:
     about = note("about", "## AniPortrait: pose video -> portrait video (self-driven)\n"
+                          "A portrait follows a video of drawn face landmarks (AniPortrait's pose2vid).\n\n"
                           "1. **Portrait**: pick a photo.\n"
-                          "2. **Pose video**: pick a video of rendered face landmarks (AniPortrait's `vid2pose` "
-                          "output, e.g. `solo_pose.mp4`). Each frame drives one output frame; the result keeps "
+                          "2. **Pose video**: upload a video of rendered face landmarks (colored lines on black). "
+                          "Make one from any talking-face video with *face_reenactment* (save the **pose_images** "
+                          "of Render Pose Image with a Video Combine), or use the output of AniPortrait's "
+                          "`scripts/vid2pose.py`. Each frame drives one output frame; the result keeps "
                           "the pose video's frame rate and sound.\n\n"
                           "Set the size in **width** / **height** (the pose frames are resized to it).\n\n"
                           + MODELS_NOTE)
@@ -157,9 +167,12 @@ def pose_video_driven() -> Columns:
 
 def face_reenactment() -> Columns:
     about = note("about", "## AniPortrait: face reenactment\n"
+                          "A portrait copies the expressions, head motion and sound of a driving video.\n\n"
                           "1. **Portrait**: pick the face to animate.\n"
-                          "2. **Driving video**: pick a video of a talking face. Its head motion and expressions "
-                          "are moved onto the portrait; the result keeps the video's sound.\n\n"
+                          "2. **Driving video**: upload a video of one talking face, looking at the camera (a "
+                          "phone clip works; AniPortrait's repository has "
+                          "`configs/inference/head_pose_temp/pose_ref_video.mp4`). Its head motion and "
+                          "expressions are moved onto the portrait; the result keeps the video's sound.\n\n"
                           + SIZE_NOTE + " Retarget Face resamples the driving motion to **fps**.\n\n" + MODELS_NOTE)
     track = Node("track", "APK_VideoFaceLandmarks", links={"frames": "components.images", "fps": "components.fps"})
     retarget = Node("retarget", "APK_RetargetFace", links={"face_track": "track.face_track",
@@ -241,6 +254,18 @@ def node_sockets(node: Node, info: dict, link_into: dict[str, int], links_from: 
     return {"inputs": inputs, "outputs": outputs}
 
 
+def one_line_description(nodes: list[Node]) -> str:
+    """What the template browser shows under the workflow's name: the first plain line of its Read me note (else
+    the note's heading)."""
+    notes = [node.widgets["text"] for node in nodes if node.type == NOTE]
+    if not notes:
+        return ""
+    lines = [line.strip() for line in notes[0].splitlines() if line.strip()]
+    heading = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), "")
+    plain = [line for line in lines if not line.startswith(("#", "-", "*")) and not line[0].isdigit()]
+    return plain[0] if plain else heading.removeprefix("AniPortrait:").strip()
+
+
 def build(layout: Columns, object_info: dict) -> dict:
     nodes = [node for column in layout for node in column]
     column_of = {node.key: index for index, column in enumerate(layout) for node in column}
@@ -289,8 +314,10 @@ def build(layout: Columns, object_info: dict) -> dict:
     for link in links:
         link[4] = inputs_of[link[3]].index(link[4])
     serialized.sort(key=lambda entry: entry["id"])
-    return {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": serialized, "links": links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+    workflow = {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": serialized, "links": links,
+                "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]},
+                                                      "description": one_line_description(nodes)}, "version": 0.4}
+    return arrange(workflow, object_info)  # positions by stage, groups, and the view it opens at
 
 
 def write_workflows(object_info: dict, folder: Path = WORKFLOW_DIR) -> list[Path]:
