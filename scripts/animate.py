@@ -101,13 +101,13 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise CliError(f"--out: {args.out} must end in {' or '.join(FORMATS)}.")
 
 
-def check_models(models: Path) -> None:
+def check_models(models: Path, python: Path) -> None:
     missing = missing_files(MODEL_FILES, models)
     if missing:
         lines = [f"{len(missing)} model file(s) missing in {models}:"]
         lines += [f"  - {path}  [{model.name}: {model.purpose}, {model.size}]" for model, path in missing]
-        lines += ["Download them with:",
-                  f"  python {PACK_DIR / 'scripts' / 'download_models.py'} --models-dir {models}",
+        lines += ["Download them with (ComfyUI's Python has what the download needs):",
+                  f"  {python} {PACK_DIR / 'scripts' / 'download_models.py'} --models-dir {models}",
                   "or point --models at a folder that holds AniPortrait's pretrained_weights/ layout."]
         raise CliError("\n".join(lines))
 
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_inputs(args)
         extra = [parse_setting(text) for text in args.set]
-        check_models(args.models)
+        check_models(args.models, args.python)
         video = run(args, extra, base_dir)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(video, args.out)
