@@ -10,6 +10,7 @@ from ..models.cache import MODEL_CACHE
 from ..models.files import missing_files
 from ..models.registry import MODEL_FILES
 from .common import models_dir
+from .search import SEARCH_ALIASES
 
 
 def _describe_key(key) -> str:
@@ -42,8 +43,14 @@ async def workflow_descriptions(request: web.Request) -> web.Response:
     return web.json_response(descriptions)
 
 
+async def search_aliases(request: web.Request) -> web.Response:
+    """Other words each node is found by (the web extension adds them to the node search where ComfyUI does not)."""
+    return web.json_response(SEARCH_ALIASES)
+
+
 def register() -> None:
     from server import PromptServer
 
     PromptServer.instance.routes.get("/aniportrait/models")(model_status)
     PromptServer.instance.routes.get("/aniportrait/workflows")(workflow_descriptions)
+    PromptServer.instance.routes.get("/aniportrait/search_aliases")(search_aliases)

@@ -1,8 +1,8 @@
 """Other words artists search for, per node (``search_aliases`` of the node schema).
 
 ComfyUI reads ``search_aliases`` from the node schema and the frontend searches them since early 2026 (ComfyUI
-#12010, frontend #8223); ComfyUI 0.3.75's schema has no such field, so there they are left out and the node menu
-finds the nodes by their names only.
+#12010, frontend #8223). ComfyUI 0.3.75's schema has no such field: there the web extension (web/apk_front_door.js)
+adds these words to the node search, from GET /aniportrait/search_aliases.
 """
 from __future__ import annotations
 

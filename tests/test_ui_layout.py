@@ -179,3 +179,20 @@ def test_running_a_video_workflow_as_loaded_asks_to_pick_a_video(default_ui, def
     assert "validation" not in dialog.lower()
     client = ComfyClient(default_server.url)
     assert client.get("/history") == {} and not client.get("/queue")["queue_pending"]
+
+
+@pytest.mark.parametrize("phrase", ["lip sync", "talking head", "audio to video"])
+def test_the_node_search_finds_the_pack_by_what_artists_call_it(default_ui, phrase):
+    found = default_ui.eval("""
+        const search = () => app.extensionManager.command.execute('Workspace.SearchBox.Toggle');
+        await search();
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        const input = document.querySelector('.comfy-vue-node-search-container input');
+        input.focus();
+        input.value = arg;
+        input.dispatchEvent(new Event('input', {bubbles: true}));
+        await new Promise((resolve) => setTimeout(resolve, 1200));
+        const options = Array.from(document.querySelectorAll('li[role=option]')).map((li) => li.innerText);
+        await search();
+        return options.slice(0, 5);""", phrase)
+    assert any("(AniPortrait)" in option for option in found), found

@@ -2,7 +2,9 @@
 // - the ready-made workflows ship with example file names in their "(pick a file)" nodes; running one before
 //   picking a file says so plainly (and shows the node) instead of ComfyUI's "value not in list" validation error;
 // - the template browser of frontend 1.32 describes a pack's workflows by their file names only; our cards get
-//   the one-line description each workflow carries (GET /aniportrait/workflows).
+//   the one-line description each workflow carries (GET /aniportrait/workflows);
+// - ComfyUI 0.3.75 neither sends nor searches node search_aliases: the node search also finds our nodes by the
+//   words in GET /aniportrait/search_aliases ("lip sync", "talking head", ...). Newer ComfyUI does this itself.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -91,11 +93,61 @@ async function describeTemplates() {
   }).observe(document.body, { childList: true, subtree: true });
 }
 
+// the node search of frontend 1.32 (pinia store "nodeDef", its nodeSearchService, rebuilt when the node
+// definitions change) matches names and display names only; our aliases are put in front of its results
+let aliases = null;
+
+function nodeDefStore() {
+  const root = document.getElementById("vue-app")?.__vue_app__;
+  return root?.config.globalProperties.$pinia?._s.get("nodeDef") ?? null;
+}
+
+function aliasMatches(query) {
+  const words = query.toLowerCase().trim();
+  if (words.length < 3) return [];
+  return Object.entries(aliases ?? {})
+    .filter(([, phrases]) => phrases.some((phrase) => phrase.includes(words) || words.includes(phrase)))
+    .map(([name]) => name);
+}
+
+function searchAliasesToo() {
+  const store = nodeDefStore();
+  const service = store?.nodeSearchService;
+  if (!service || service.aniportraitAliases) return;
+  const searchNode = service.searchNode.bind(service);
+  service.searchNode = (query, filters = [], ...rest) => {
+    const found = searchNode(query, filters, ...rest);
+    if (filters.length) return found;
+    const extra = aliasMatches(query).map((name) => store.nodeDefsByName[name])
+      .filter((def) => def && !found.includes(def));
+    return [...extra, ...found];
+  };
+  service.aniportraitAliases = true;
+}
+
+async function addSearchAliases() {
+  const store = nodeDefStore();
+  const ours = store?.nodeDefsByName?.APK_Audio2Mesh;
+  if (!store || !ours || ours.search_aliases !== undefined) return;  // this ComfyUI searches aliases itself
+  try {
+    const response = await api.fetchApi("/aniportrait/search_aliases");
+    aliases = response.ok ? await response.json() : null;
+  } catch (error) {
+    console.warn("[AniPortrait] search aliases unavailable:", error);
+  }
+  if (aliases) searchAliasesToo();
+}
+
 // registered once even when ComfyUI serves web/ twice (see aniportrait.js)
 if (!app.extensions.some((extension) => extension.name === EXTENSION_NAME)) app.registerExtension({
   name: EXTENSION_NAME,
   async setup() {
     guardQueue();
+    await addSearchAliases();
     await describeTemplates();
+  },
+  refreshComboInNodes() {
+    // the node definitions were reloaded (R): the search service is rebuilt on its next use
+    setTimeout(searchAliasesToo, 0);
   },
 });
