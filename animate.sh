@@ -33,7 +33,7 @@ if [ -z "$COMFY" ]; then
   ROOT=${ANIPORTRAIT_COMFY_ROOT:-$HOME/.cache/aniportrait-comfyui}
   if [ ! -f "$ROOT/.installed" ]; then
     echo "animate: first run: installing ComfyUI 0.3.75 (CPU build) with this pack's requirements into $ROOT" >&2
-    echo "animate: this takes about 4 minutes, once; pass --comfyui DIR to use a ComfyUI you already have" >&2
+    echo "animate: this takes a few minutes (2 to 10), once; --comfyui DIR uses a ComfyUI you already have" >&2
   fi
   bash "$PACK_DIR/.ci/install_comfyui.sh" "$ROOT" >&2
   COMFY=$ROOT/ComfyUI

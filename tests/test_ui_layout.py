@@ -5,6 +5,9 @@ text (the zoom is above the editor's text threshold), inside its stage's group a
 The same view, cropped to the groups, is each workflow's template-browser thumbnail (workflows/<name>.jpg, the file
 name the frontend asks for). The committed thumbnail carries the hash of the workflow it shows; after a change of the
 graphs, render them again with ``ANIPORTRAIT_WRITE_THUMBNAILS=1 python -m pytest tests/test_ui_layout.py``.
+
+Also what the web extension web/apk_front_door.js adds for a new user: the template browser's descriptions, a "pick a
+video" message when a workflow runs before its files are picked, and node search by the words artists use.
 """
 from __future__ import annotations
 
@@ -172,9 +175,10 @@ def test_running_a_video_workflow_as_loaded_asks_to_pick_a_video(default_ui, def
         await app.loadGraphData(arg);
         await app.queuePrompt(0, 1);
         await new Promise((resolve) => setTimeout(resolve, 800));
-        const text = Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText).join('\\n');
-        for (const button of document.querySelectorAll('.p-dialog button[aria-label="Close"]')) button.click();
-        return text;""", workflow)
+        return Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText).join('\\n');""", workflow)
+    default_ui.screenshot(ARTIFACTS / f"layout_pick_a_file_{name}.png")
+    default_ui.eval("for (const button of document.querySelectorAll('.p-dialog button[aria-label=\"Close\"]')) "
+                    "button.click();")
     assert f'Pick a video in "{title}"' in dialog and "Read me" in dialog
     assert "validation" not in dialog.lower()
     client = ComfyClient(default_server.url)
