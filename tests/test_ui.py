@@ -219,7 +219,12 @@ def test_audio_driven_runs_from_the_ui_queue(ui, comfy_server, uploaded, golden_
     assert audio.waveform.shape[1] == round(speech_frames() / 30 * audio.sample_rate)
     previewed = ui.eval("""
         await window.__t.fit();
-        return Array.from(document.querySelectorAll('video')).some((v) => v.src.includes(arg));""", entry["filename"])
+        const deadline = Date.now() + 10000;  // the editor adds the preview a moment after the run (slower under load)
+        while (Date.now() < deadline) {
+          if (Array.from(document.querySelectorAll('video')).some((v) => v.src.includes(arg))) return true;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        return false;""", entry["filename"])
     shot(ui, "audio_driven_ran")
     assert previewed, "Video Combine shows no preview of the video it wrote"
 

@@ -1,6 +1,7 @@
 // AniPortrait Kit web extension, what a new user meets first:
-// - the ready-made workflows ship with example file names in their "(pick a file)" nodes; running one before
-//   picking a file says so plainly (and shows the node) instead of ComfyUI's "value not in list" validation error;
+// - the ready-made workflows ship with example file names in their "(pick a file)" nodes; when ComfyUI refuses a
+//   run because such a file is not in its input folder, the user reads what to pick (and sees the node) instead of
+//   ComfyUI's "value not in list" validation error;
 // - the template browser of frontend 1.32 describes a pack's workflows by their file names only; our cards get
 //   the one-line description each workflow carries (GET /aniportrait/workflows);
 // - ComfyUI 0.3.75 neither sends nor searches node search_aliases: the node search also finds our nodes by the
@@ -10,6 +11,7 @@ import { api } from "../../scripts/api.js";
 
 const EXTENSION_NAME = "AniPortrait.FrontDoor";
 const PICK_SUFFIX = "(pick a file)";
+const FILE_ERRORS = ["value_not_in_list", "custom_validation_failed"];
 
 const KINDS = [["video", "a video"], ["audio", "an audio file"], ["image", "an image"]];
 
@@ -18,37 +20,29 @@ function fileKind(node) {
   return (KINDS.find(([word]) => type.includes(word)) ?? ["", "a file"])[1];
 }
 
-// the files the server offers for a node's inputs now (the editor's lists date from the page load, so a file
-// uploaded since then is missing from them): {input name: [choices]}
-async function offeredFiles(nodeType) {
-  const response = await api.fetchApi(`/object_info/${encodeURIComponent(nodeType)}`);
-  const spec = response.ok ? (await response.json())[nodeType]?.input ?? {} : {};
-  const offered = {};
-  for (const [name, input] of Object.entries({ ...spec.required, ...spec.optional })) {
-    const choices = Array.isArray(input?.[0]) ? input[0] : input?.[1]?.options;
-    if (Array.isArray(choices)) offered[name] = choices;
-  }
-  return offered;
-}
-
-// "(pick a file)" nodes that run and whose file choice is not among the files the server offers
-async function unpickedFiles(graph) {
+// ComfyUI refused the prompt (HTTP 400): the file inputs of "(pick a file)" nodes that its validation refused (the
+// choice is not in the list, or the loader's own check failed), or null when anything else is wrong too (then
+// ComfyUI's own report is the better one)
+function unpickedFiles(nodeErrors) {
   const unpicked = [];
-  for (const node of graph.nodes) {
-    if (node.mode !== 0 || !node.title?.endsWith(PICK_SUFFIX)) continue;
-    const offered = await offeredFiles(node.type);
-    for (const widget of node.widgets ?? []) {
-      const choices = offered[widget.name];
-      if (choices && !choices.includes(widget.value)) unpicked.push({ node, widget });
+  for (const [id, entry] of Object.entries(nodeErrors ?? {})) {
+    const node = app.graph.getNodeById(Number(id)) ?? app.graph.getNodeById(id);
+    for (const error of entry.errors ?? []) {
+      if (!node?.title?.endsWith(PICK_SUFFIX) || !FILE_ERRORS.includes(error.type)) return null;
+      const input = error.extra_info?.input_name;
+      const value = error.extra_info?.received_value ?? node.widgets?.find((w) => w.name === input)?.value;
+      const reason = String(error.details ?? "").split(" - ").slice(1).join(" - ")
+        || `"${value}" is not in ComfyUI's input folder`;
+      if (!unpicked.some((item) => item.node === node && item.input === input))
+        unpicked.push({ node, input, reason });
     }
   }
-  return unpicked;
+  return unpicked.length ? unpicked : null;
 }
 
 function pickMessage(unpicked) {
-  const lines = unpicked.map(({ node, widget }) =>
-    `• Pick ${fileKind(node)} in "${node.title}" (its "${widget.name}" is "${widget.value}", which is not in `
-    + "ComfyUI's input folder).");
+  const lines = unpicked.map(({ node, input, reason }) =>
+    `• Pick ${fileKind(node)} in "${node.title}" (its ${input}: ${reason}).`);
   return [...lines, "", "Upload one with the node's \"choose file to upload\" button, or put the file into "
     + "ComfyUI's input folder and press R. The workflow's Read me note says what to pick and where to get a "
     + "sample. Nothing was run."].join("\n");
@@ -57,13 +51,15 @@ function pickMessage(unpicked) {
 function guardQueue() {
   const queuePrompt = api.queuePrompt.bind(api);
   api.queuePrompt = async (number, data, options) => {
-    const unpicked = await unpickedFiles(app.graph);
-    if (unpicked.length) {
+    try {
+      return await queuePrompt(number, data, options);
+    } catch (error) {
+      const unpicked = unpickedFiles(error?.response?.node_errors);
+      if (!unpicked) throw error;
       app.canvas.selectNode?.(unpicked[0].node);
       app.canvas.centerOnNode?.(unpicked[0].node);
       throw new Error(pickMessage(unpicked));
     }
-    return queuePrompt(number, data, options);
   };
 }
 
