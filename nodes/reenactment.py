@@ -15,6 +15,7 @@ from ..models.face.retarget import DEFAULT_SMOOTHING, SIZE_MODES, retarget_face
 from . import types as apk
 from .inputs import check_numbers
 from .paths import save_location
+from .search import search_aliases
 
 log = logging.getLogger("aniportrait")
 
@@ -30,6 +31,7 @@ class RetargetFace(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_RetargetFace", display_name="Retarget Face (AniPortrait)", category="AniPortrait/reenactment",
+            **search_aliases("APK_RetargetFace"),
             description="Face reenactment: moves the driving video's head motion and expressions onto the reference "
                         "face (AniPortrait's vid2vid retarget) and projects them to 2-D landmarks.",
             inputs=[

@@ -5,6 +5,7 @@ show where the server keeps anything.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from ..models.cache import MODEL_CACHE
 from ..models.files import missing_files
 from ..models.registry import MODEL_FILES
 from .common import FOLDER_NAME, models_dir
+from .search import SEARCH_ALIASES
 
 MODELS_FOLDER_LABEL = f"models/{FOLDER_NAME}"
 
@@ -37,7 +39,28 @@ async def model_status(request: web.Request) -> web.Response:
     })
 
 
+WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflows"
+
+
+async def workflow_descriptions(request: web.Request) -> web.Response:
+    """The one-line description of each ready-made workflow (the web extension shows them in the template browser)."""
+    descriptions = {}
+    for path in sorted(WORKFLOW_DIR.glob("*.json")):
+        try:
+            descriptions[path.stem] = json.loads(path.read_text(encoding="utf-8"))["extra"]["description"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a workflow without one keeps the browser's own text
+    return web.json_response(descriptions)
+
+
+async def search_aliases(request: web.Request) -> web.Response:
+    """Other words each node is found by (the web extension adds them to the node search where ComfyUI does not)."""
+    return web.json_response(SEARCH_ALIASES)
+
+
 def register() -> None:
     from server import PromptServer
 
     PromptServer.instance.routes.get("/aniportrait/models")(model_status)
+    PromptServer.instance.routes.get("/aniportrait/workflows")(workflow_descriptions)
+    PromptServer.instance.routes.get("/aniportrait/search_aliases")(search_aliases)

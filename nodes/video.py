@@ -25,6 +25,7 @@ from ..models.video.speed import apply_speed
 from ..models.video.streaming import FrameSink
 from ..models.video_io import VideoWriter
 from . import types as apk
+from .search import search_aliases
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, images_to_uint8, model_choices,
                      resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
 from .inputs import check_numbers
@@ -270,6 +271,7 @@ class Lmk2VideoSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_Lmk2VideoSampler", display_name="Lmk2Video Sampler (AniPortrait)",
+            **search_aliases("APK_Lmk2VideoSampler"),
             category="AniPortrait/video",
             description="Animates the encoded reference along the pose images: DDIM (v-prediction) with "
                         "classifier-free guidance over overlapping context windows, then VAE decoding. The same "

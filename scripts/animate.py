@@ -11,7 +11,9 @@ The server runs in a temporary base directory with only this pack loaded; the mo
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +31,9 @@ from tests.harness.client import ComfyClient  # noqa: E402
 from tests.harness.server import ComfyServer  # noqa: E402
 
 WORKFLOWS = PACK_DIR / "workflows"
+# videos go here unless --out says otherwise (never into the pack's folder, which may be a git clone)
+DEFAULT_OUTPUT_DIR = Path(os.environ.get("ANIPORTRAIT_OUTPUT_DIR", Path.home() / "aniportrait-output"))
+PROGRESS_EVERY = 1.0  # seconds between two progress lines of the same node
 FORMATS = {".mp4": "mp4 (h264+aac)", ".webm": "webm (vp9+opus)"}
 PACK_FOLDER_NAME = "ComfyUI-AniPortrait-Kit"
 SAMPLERS = ("APK_Lmk2VideoSampler", "APK_Lmk2VideoSamplerToFile")
@@ -68,7 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", type=Path, required=True, help="portrait photo (one face)")
     parser.add_argument("--audio", type=Path, required=True, help="speech (wav, mp3, flac, ...); sets the length")
-    parser.add_argument("--out", type=Path, help="video to write, .mp4 or .webm (default: IMAGE_AUDIO.mp4 here)")
+    parser.add_argument("--out", type=Path, help="video to write, .mp4 or .webm (default: "
+                        f"{DEFAULT_OUTPUT_DIR}/IMAGE_AUDIO.mp4, numbered when it exists; "
+                        "ANIPORTRAIT_OUTPUT_DIR changes the folder)")
     parser.add_argument("--models", type=Path, help="models folder (default: COMFYUI/models/aniportrait)")
     parser.add_argument("--comfyui", type=Path, required=True, help="the ComfyUI folder (main.py)")
     parser.add_argument("--python", type=Path, default=Path(sys.executable), help="python that runs ComfyUI")
@@ -98,13 +105,13 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise CliError(f"--out: {args.out} must end in {' or '.join(FORMATS)}.")
 
 
-def check_models(models: Path) -> None:
+def check_models(models: Path, python: Path) -> None:
     missing = missing_files([name for name in MODEL_FILES if name not in FILM_MODELS], models)  # no FILM here
     if missing:
         lines = [f"{len(missing)} model file(s) missing in {models}:"]
         lines += [f"  - {path}  [{model.name}: {model.purpose}, {model.size}]" for model, path in missing]
-        lines += ["Download them with:",
-                  "  " + download_command(models, list(dict.fromkeys(model.name for model, _ in missing))),
+        lines += ["Download them with (ComfyUI's Python has what the download needs):",
+                  "  " + download_command(models, list(dict.fromkeys(model.name for model, _ in missing)), python),
                   "or point --models at a folder that holds AniPortrait's pretrained_weights/ layout."]
         raise CliError("\n".join(lines))
 
@@ -154,24 +161,88 @@ def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir
     cpu = args.cpu or not gpu_available(args.python)
     server = ComfyUIServer(args.python, args.comfyui, cpu, packs=[(PACK_FOLDER_NAME, PACK_DIR)],
                            model_folders={"aniportrait": args.models}, base_dir=base_dir)
-    print(f"starting ComfyUI ({args.comfyui}, on the {'CPU' if cpu else 'GPU'}) ...", flush=True)
-    with server:
+    say(f"starting ComfyUI ({args.comfyui}, on the {'CPU' if cpu else 'GPU'}) ...")
+    try:
+        server.start()
+    except (RuntimeError, TimeoutError) as error:
+        raise CliError(f"ComfyUI did not start: {str(error).splitlines()[0]}") from error
+    try:
         client = ComfyClient(server.url, timeout=120)
         if "APK_VideoCombine" not in client.object_info():
             raise CliError("ComfyUI started but did not load this pack; its log:\n" + server.log_tail(60))
         uploads = {"image": args.image, "audio": args.audio, "pose_template": args.pose_template}
         uploaded = {key: client.upload(path) for key, path in uploads.items() if path is not None}
         prompt = build_prompt(args, client.object_info(), uploaded, extra)
-        status, answer = client.queue_prompt(prompt)
-        if status != 200:
-            raise CliError(f"ComfyUI refused the workflow: {json.dumps(answer, indent=1)}")
-        print(f"generating (ComfyUI log: {server.log_path}) ...", flush=True)
-        history = client.wait_history(answer["prompt_id"], timeout=args.timeout)
+        say("generating; the first run also loads the models:")
+        prompt_id = asyncio.run(follow(client, prompt, args.timeout))
+        history = client.wait_history(prompt_id, timeout=60)
         if history["status"]["status_str"] != "success":
             raise CliError("generation failed:\n" + describe_failure(history))
         [combine_id] = [key for key, node in prompt.items() if node["class_type"] in VIDEO_WRITERS]
         [entry] = history["outputs"][combine_id]["images"]
         return server.output_dir / entry["subfolder"] / entry["filename"]
+    finally:
+        server.stop()
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def follow(client: ComfyClient, prompt: dict, timeout: float) -> str:
+    """Queues ``prompt`` and prints what ComfyUI reports over its websocket (each node as it starts, the progress of
+    long nodes such as the sampler's steps) until it finishes; returns the prompt id. The socket is opened before
+    queueing so no event is missed; aiohttp is ComfyUI's own dependency."""
+    import aiohttp
+
+    titles = {key: node.get("_meta", {}).get("title", node["class_type"]) for key, node in prompt.items()}
+    socket_url = client.base_url.replace("http://", "ws://", 1) + f"/ws?clientId={client.client_id}"
+    async with aiohttp.ClientSession() as session, session.ws_connect(socket_url) as socket:
+        status, answer = await asyncio.to_thread(client.queue_prompt, prompt)
+        if status != 200:
+            raise CliError(f"ComfyUI refused the workflow: {json.dumps(answer, indent=1)}")
+        prompt_id, printer = answer["prompt_id"], ProgressPrinter(titles)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = await socket.receive(timeout=max(1.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if message.type != aiohttp.WSMsgType.TEXT:  # binary frames are previews
+                if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+                continue
+            event = json.loads(message.data)
+            data = event.get("data") or {}
+            if data.get("prompt_id") not in (None, prompt_id):
+                continue
+            printer.show(event.get("type"), data)
+            if event.get("type") in ("execution_success", "execution_error", "execution_interrupted"):
+                return prompt_id
+    raise CliError(f"no video after {timeout:.0f} s (--timeout)")
+
+
+class ProgressPrinter:
+    """One line per node as it starts, and its progress (steps, frames) at most every PROGRESS_EVERY seconds."""
+
+    def __init__(self, titles: dict[str, str]):
+        self.titles = titles
+        self.last_line: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def show(self, kind: str | None, data: dict) -> None:
+        node = str(data.get("node") or data.get("node_id") or "")
+        title = self.titles.get(node, node)
+        elapsed = f"[{time.monotonic() - self.started:5.0f} s]"
+        if kind == "executing" and node:
+            say(f"{elapsed} {title}")
+        elif kind == "progress":
+            now, value, total = time.monotonic(), data.get("value", 0), data.get("max") or 1
+            if value >= total or now - self.last_line.get(node, 0.0) >= PROGRESS_EVERY:
+                self.last_line[node] = now
+                say(f"{elapsed}   {title}: {value}/{total} ({100 * value / total:.0f} %)")
+        elif kind == "execution_error":
+            say(f"{elapsed} {data.get('node_type', title)} failed")
 
 
 def describe_failure(history: dict) -> str:
@@ -181,28 +252,42 @@ def describe_failure(history: dict) -> str:
     return json.dumps(history["status"], indent=1)
 
 
+def default_output(image: Path, audio: Path) -> Path:
+    """DEFAULT_OUTPUT_DIR/IMAGE_AUDIO.mp4, numbered (_2, _3, ...) rather than replacing an earlier video."""
+    path = DEFAULT_OUTPUT_DIR / f"{image.stem}_{audio.stem}.mp4"
+    number = 2
+    while path.exists():
+        path = DEFAULT_OUTPUT_DIR / f"{image.stem}_{audio.stem}_{number}.mp4"
+        number += 1
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.out = args.out or Path(f"{args.image.stem}_{args.audio.stem}.mp4")
+    args.out = args.out or default_output(args.image, args.audio)
     args.models = (args.models or args.comfyui / "models" / "aniportrait").resolve()
     base_dir = Path(tempfile.mkdtemp(prefix="aniportrait-animate-"))
-    started = time.monotonic()
+    server_log = base_dir / "server.log"
+    started, succeeded = time.monotonic(), False
     try:
         check_inputs(args)
         extra = [parse_setting(text) for text in args.set]
-        check_models(args.models)
+        check_models(args.models, args.python)
         video = run(args, extra, base_dir)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(video, args.out)
+        succeeded = True
     except CliError as error:
         print(f"animate: {error}", file=sys.stderr)
         return 1
     finally:
-        if args.keep_temp:
-            print(f"server files kept in {base_dir}")
+        if not succeeded and server_log.exists():  # keep what ComfyUI said about the failed run
+            print(f"animate: ComfyUI's log of this run is kept in {server_log}", file=sys.stderr)
+        elif args.keep_temp:
+            say(f"server files kept in {base_dir}")
         else:
             shutil.rmtree(base_dir, ignore_errors=True)
-    print(f"wrote {args.out} in {time.monotonic() - started:.0f} s")
+    say(f"wrote {args.out} in {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -2,6 +2,9 @@
 weights, and clear messages for missing models and bad arguments."""
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,16 +13,17 @@ import pytest
 
 from models.video_io import read_audio_track, read_video_frames
 from scripts.animate import ComfyUIServer, build_prompt, gpu_available, parse_args
-from tests.workflow_inputs import SIZE, make_inputs, speech_frames, tiny_settings
+from tests.workflow_inputs import NO_FACE, SIZE, make_inputs, speech_frames, tiny_settings
 
 pytestmark = pytest.mark.server
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def animate(comfy_root: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def animate(comfy_root: Path, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     command = ["bash", str(REPO / "animate.sh"), "--comfyui", str(comfy_root / "ComfyUI"), *map(str, args)]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **(env or {})})
 
 
 def tiny_arguments(golden: Path) -> list[str]:
@@ -32,10 +36,19 @@ def tiny_arguments(golden: Path) -> list[str]:
 
 def test_makes_a_talking_video_on_the_tiny_weights(tmp_path, comfy_root, tiny_models, golden_dir, assets_dir):
     inputs = make_inputs(tmp_path / "inputs", assets_dir)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "solo_lyl.mp4").write_bytes(b"an earlier video")
     result = animate(comfy_root, "--image", assets_dir / "solo.png", "--audio", inputs["lyl.wav"],
-                     "--models", tiny_models, "--out", "videos/solo.mp4", *tiny_arguments(golden_dir), cwd=tmp_path)
+                     "--models", tiny_models, *tiny_arguments(golden_dir), cwd=tmp_path,
+                     env={"ANIPORTRAIT_OUTPUT_DIR": str(tmp_path / "videos")})
     assert result.returncode == 0, result.stdout + result.stderr
-    video = tmp_path / "videos" / "solo.mp4"
+    # progress while it runs: each node as it starts, and the sampler's steps
+    assert re.search(r"\] Lmk2Video Sampler \(AniPortrait\)\n", result.stdout), result.stdout
+    assert re.search(r"Lmk2Video Sampler \(AniPortrait\): (\d+)/\1 \(100 %\)", result.stdout), result.stdout
+    # the default output folder, numbered instead of replacing the earlier video; nothing written where it ran
+    video = tmp_path / "videos" / "solo_lyl_2.mp4"
+    assert (tmp_path / "videos" / "solo_lyl.mp4").read_bytes() == b"an earlier video"
+    assert not list(tmp_path.glob("*.mp4"))
     frames, fps = read_video_frames(video)
     assert frames.shape == (speech_frames(), SIZE, SIZE, 3) and fps == 30
     audio = read_audio_track(video)
@@ -53,6 +66,26 @@ def test_missing_models_are_listed_with_the_download_command(tmp_path, comfy_roo
     assert str(empty / "audio2mesh.pt") not in result.stderr
     assert f"scripts/download_models.py --models-dir {empty}" in result.stderr
     assert "starting ComfyUI" not in result.stdout  # refused before starting anything
+
+
+def test_a_failed_run_keeps_the_server_log_and_says_where(tmp_path, comfy_root, tiny_models, golden_dir,
+                                                         assets_dir):
+    inputs = make_inputs(tmp_path / "inputs", assets_dir)
+    result = animate(comfy_root, "--image", inputs[NO_FACE], "--audio", inputs["lyl.wav"], "--models", tiny_models,
+                     "--out", tmp_path / "out.mp4", *tiny_arguments(golden_dir), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "generation failed" in result.stderr and "APK_ReferenceFace" in result.stderr
+    [kept] = re.findall(r"ComfyUI's log of this run is kept in (\S+)", result.stderr)
+    log = Path(kept).read_text()
+    shutil.rmtree(Path(kept).parent)
+    assert "Exception during processing" in log and "Traceback" in log  # ComfyUI's account of the failure
+
+
+def test_help_needs_no_comfyui(tmp_path):
+    result = subprocess.run(["bash", str(REPO / "animate.sh"), "--help"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "ANIPORTRAIT_COMFY_ROOT": str(tmp_path / "none")})
+    assert result.returncode == 0 and "--image" in result.stdout
+    assert not (tmp_path / "none").exists()  # nothing installed
 
 
 @pytest.mark.parametrize("args, message", [

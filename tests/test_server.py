@@ -304,6 +304,9 @@ def test_models_are_loaded_once_managed_by_comfyui_and_freed_by_unload(client, c
     assert len(_audio2mesh_entries(client)) == 1, client.get("/aniportrait/models")
     managed = _models_loaded_by_comfy(comfy_server.log(since=mark))
     assert managed, "the model was not handed to ComfyUI's model management (load_models_gpu)"
+    # the console names the model (its class) and its size, not our wrapper
+    assert "Audio2MeshModel" in managed and not [name for name in managed if "Holder" in name], managed
+    assert re.search(r"AniPortrait: loaded Audio2MeshModel \(\d+\.\d MB in float32\)", comfy_server.log(since=mark))
     cached_after_first = client.get("/aniportrait/models")["cached"]
 
     # a prompt without the loader makes ComfyUI drop the loader's output, so the next run executes it again

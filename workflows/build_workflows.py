@@ -23,6 +23,7 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
 from scripts.workflow_api import WIDGET_TYPES, input_spec, widget_slots  # noqa: E402
+from workflows.layout import arrange  # noqa: E402
 
 WORKFLOW_DIR = Path(__file__).resolve().parent
 NOTE = "MarkdownNote"
@@ -52,6 +53,8 @@ MODELS_NOTE = ("**Models** are read from `ComfyUI/models/aniportrait/` (AniPortr
                "`scripts/download_models.py` (run it in the pack's folder with the Python that runs ComfyUI; a "
                "node's missing-model error prints the exact command). A loader node shows a "
                "\"model file missing\" badge while a file is absent.")
+SAMPLES_NOTE = ("**Samples**: AniPortrait's repository (github.com/Zejun-Yang/AniPortrait) has portraits in "
+                "`configs/inference/ref_images/` and speech in `configs/inference/audio/`.")
 SIZE_NOTE = ("The **width**, **height** and **fps** nodes set the video size and frame rate everywhere "
              "(AniPortrait: 512 x 512, 30 fps).")
 
@@ -137,22 +140,26 @@ def motion_preview(landmarks: str) -> Node:
 
 def audio_driven() -> Columns:
     about = note("about", "## AniPortrait: audio-driven portrait animation\n"
+                          "A portrait photo and speech become a talking-head video with lip sync.\n\n"
                           "1. **Portrait**: pick a photo with one face looking at the camera.\n"
                           "2. **Speech**: pick the audio; the video lasts as long as the speech.\n"
                           "3. Press **Run**. Audio2Mesh moves the lips, Audio2Pose the head (change `id_seed` for "
-                          "another head-motion style).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+                          "another head-motion style).\n\n" + SAMPLES_NOTE + "\n\n" + SIZE_NOTE + "\n\n"
+                          + MODELS_NOTE)
     pose = speech_pose()
     return audio_pipeline(about, pose)
 
 
 def audio_driven_pose_template() -> Columns:
     about = note("about", "## AniPortrait: audio-driven, head motion from a template\n"
+                          "A portrait and speech become a talking head moving like a recorded pose template.\n\n"
                           "Like *audio_driven*, but the head follows a recorded head-pose template instead of "
                           "Audio2Pose.\n"
                           "1. **Portrait** and **Speech**: pick your files.\n"
                           "2. **Head Pose Template**: put a template `.npy` (e.g. AniPortrait's `pose_temp.npy`, or "
                           "one saved by *Pose Template*) into `ComfyUI/input/` and pick it. It loops forwards and "
-                          "backwards for the length of the speech.\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+                          "backwards for the length of the speech.\n\n" + SAMPLES_NOTE + "\n\n" + SIZE_NOTE
+                          + "\n\n" + MODELS_NOTE)
     pose = [Node("pose", "APK_HeadPoseTemplate", "Head Pose Template (pick a file)", {"template": "pose_temp.npy"},
                  links={"audio": "audio.audio", "fps": "fps.FLOAT"})]
     return audio_pipeline(about, pose)
@@ -161,13 +168,15 @@ def audio_driven_pose_template() -> Columns:
 def audio_driven_fast() -> Columns:
     """audio_driven with the original's -acc: the sampler diffuses every 3rd frame, FILM makes the others."""
     about = note("about", "## AniPortrait: audio-driven, fast (frame interpolation)\n"
+                          "A talking-head video from a portrait and speech in about a third of the sampling time.\n\n"
                           "Like *audio_driven*, but **Select Keyframes** passes only every `fi_step`-th pose image "
                           "(3, as AniPortrait's `-acc`) to the sampler and **FILM Interpolate** makes the frames "
                           "between: sampling takes about a third of the time. Fast head turns and lip details "
                           "between keyframes are smoothed; set `fi_step` to 1 for full quality.\n"
                           "1. **Portrait** and **Speech**: pick your files, then press **Run**.\n\n"
                           "FILM Interpolate's `length` is *full*: the video lasts as long as the speech (the "
-                          "original ends up to fi_step-1 frames early).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+                          "original ends up to fi_step-1 frames early).\n\n" + SAMPLES_NOTE + "\n\n" + SIZE_NOTE
+                          + "\n\n" + MODELS_NOTE)
     columns = audio_driven()
     columns[0][0] = about
     nodes = {node.key: node for column in columns for node in column}
@@ -184,9 +193,12 @@ def audio_driven_fast() -> Columns:
 
 def pose_video_driven() -> Columns:
     about = note("about", "## AniPortrait: pose video -> portrait video (self-driven)\n"
+                          "A portrait follows a video of drawn face landmarks (AniPortrait's pose2vid).\n\n"
                           "1. **Portrait**: pick a photo.\n"
-                          "2. **Pose video**: pick a video of rendered face landmarks (AniPortrait's `vid2pose` "
-                          "output, e.g. `solo_pose.mp4`). Each frame drives one output frame; the result keeps "
+                          "2. **Pose video**: upload a video of rendered face landmarks (colored lines on black). "
+                          "Make one from any talking-face video with *face_reenactment* (save the **pose_images** "
+                          "of Render Pose Image with a Video Combine), or use the output of AniPortrait's "
+                          "`scripts/vid2pose.py`. Each frame drives one output frame; the result keeps "
                           "the pose video's frame rate and sound.\n\n"
                           "Set the size in **width** / **height** (the pose frames are resized to it).\n\n"
                           + MODELS_NOTE)
@@ -198,9 +210,12 @@ def pose_video_driven() -> Columns:
 
 def face_reenactment() -> Columns:
     about = note("about", "## AniPortrait: face reenactment\n"
+                          "A portrait copies the expressions, head motion and sound of a driving video.\n\n"
                           "1. **Portrait**: pick the face to animate.\n"
-                          "2. **Driving video**: pick a video of a talking face. Its head motion and expressions "
-                          "are moved onto the portrait; the result keeps the video's sound.\n\n"
+                          "2. **Driving video**: upload a video of one talking face, looking at the camera (a "
+                          "phone clip works; AniPortrait's repository has "
+                          "`configs/inference/head_pose_temp/pose_ref_video.mp4`). Its head motion and "
+                          "expressions are moved onto the portrait; the result keeps the video's sound.\n\n"
                           + SIZE_NOTE + " Retarget Face resamples the driving motion to **fps**.\n\n" + MODELS_NOTE)
     track = Node("track", "APK_VideoFaceLandmarks", links={"frames": "components.images", "fps": "components.fps"})
     retarget = Node("retarget", "APK_RetargetFace", links={"face_track": "track.face_track",
@@ -218,13 +233,15 @@ def face_reenactment() -> Columns:
 
 def audio_driven_long() -> Columns:
     about = note("about", "## AniPortrait: audio-driven, any length\n"
+                          "A talking-head video from a portrait and minutes of speech, at flat memory.\n\n"
                           "Like *audio_driven*, for speech of minutes: the sampler draws each window's pose images "
                           "from the landmarks when it needs them and encodes the frames into the video file as "
                           "they are decoded, so memory stays the same however long the speech is. Same frames "
                           "as *audio_driven*.\n"
                           "1. **Portrait** and **Speech**: pick your files.\n"
                           "2. Press **Run**; the video appears in the sampler node and in the output folder when "
-                          "it is complete (a cancelled run leaves no file).\n\n" + SIZE_NOTE + "\n\n" + MODELS_NOTE)
+                          "it is complete (a cancelled run leaves no file).\n\n" + SAMPLES_NOTE + "\n\n" + SIZE_NOTE
+                          + "\n\n" + MODELS_NOTE)
     speech = Node("audio", "APK_LoadAudio", "Speech (pick a file)", {"audio": "lyl.wav"})
     motion = speech_mesh() + speech_pose()
     project = Node("project", "APK_ProjectLandmarks", links={"reference_face": "face.reference_face",
@@ -246,6 +263,8 @@ PREVIEW_NOTE = ("**Motion preview** plays the landmark track with the speech sec
 
 def audio_driven_motion_edit() -> Columns:
     about = note("about", "## AniPortrait: audio-driven, with motion edits and full-resolution output\n"
+                          "A talking head whose mouth, blinks and head motion you adjust, pasted back into the "
+                          "full photo.\n\n"
                           "1. **Portrait** and **Speech**: pick your files.\n"
                           "2. Edit the motion: **Mouth Amplitude** (0 = the portrait's mouth, 1 = as predicted, "
                           "more = stronger), **Eye Blinks** (per minute, or at given seconds), **Head Motion** "
@@ -281,6 +300,7 @@ def audio_driven_motion_edit() -> Columns:
 
 def audio_driven_with_driving_video() -> Columns:
     about = note("about", "## AniPortrait: speech + driving video\n"
+                          "Lips from speech, head motion and expressions from a driving video.\n\n"
                           "The mouth follows the **Speech**; head motion, eyes and brows follow the **Driving "
                           "video** (a talking or moving face; it loops forwards and backwards if shorter than the "
                           "speech).\n"
@@ -378,6 +398,18 @@ def node_sockets(node: Node, info: dict, link_into: dict[str, int], links_from: 
     return {"inputs": inputs, "outputs": outputs}
 
 
+def one_line_description(nodes: list[Node]) -> str:
+    """What the template browser shows under the workflow's name: the first plain line of its Read me note (else
+    the note's heading)."""
+    notes = [node.widgets["text"] for node in nodes if node.type == NOTE]
+    if not notes:
+        return ""
+    lines = [line.strip() for line in notes[0].splitlines() if line.strip()]
+    heading = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), "")
+    plain = [line for line in lines if not line.startswith(("#", "-", "*")) and not line[0].isdigit()]
+    return plain[0] if plain else heading.removeprefix("AniPortrait:").strip()
+
+
 def build(layout: Columns, object_info: dict) -> dict:
     nodes = [node for column in layout for node in column]
     column_of = {node.key: index for index, column in enumerate(layout) for node in column}
@@ -426,8 +458,10 @@ def build(layout: Columns, object_info: dict) -> dict:
     for link in links:
         link[4] = inputs_of[link[3]].index(link[4])
     serialized.sort(key=lambda entry: entry["id"])
-    return {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": serialized, "links": links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+    workflow = {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": serialized, "links": links,
+                "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]},
+                                                      "description": one_line_description(nodes)}, "version": 0.4}
+    return arrange(workflow, object_info)  # positions by stage, groups, and the view it opens at
 
 
 def write_workflows(object_info: dict, folder: Path = WORKFLOW_DIR) -> list[Path]:

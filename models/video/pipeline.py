@@ -353,8 +353,9 @@ class _Callbacks:
 @dataclass
 class _UNetCalls:
     """The UNet calls of one denoising step: ``self(start, stop)`` adds the predictions of windows start..stop-1
-    (one call) to ``blend``, which steps each frame once all its windows are in. An object, not a closure: a traceback keeps the function of each of its frames
-    alive, and a closure's function would keep the work tensors alive after an interrupt."""
+    (one call) to ``blend``, which steps each frame once all its windows are in. An object, not a closure: a
+    traceback keeps the function of each of its frames alive, and a closure's function would keep the work tensors
+    alive after an interrupt."""
 
     unet: torch.nn.Module
     batches: _WindowBatches

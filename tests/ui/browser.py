@@ -85,13 +85,18 @@ class UiBrowser:
         """Run ``body`` as an async function in the page (``arg`` is its argument); returns its JSON result."""
         return self.request("eval", body=body, arg=arg)
 
-    def screenshot(self, path: Path) -> Path:
+    def screenshot(self, path: Path, clip: dict | None = None) -> Path:
+        """The window (or its ``clip`` rectangle: x, y, width, height in pixels) as a PNG."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.request("screenshot", path=str(path))
+        self.request("screenshot", path=str(path), clip=clip)
         return path
 
     def reload(self) -> None:
         self.request("reload")
+
+    def set_viewport(self, width: int, height: int) -> None:
+        """Resize the window (the page lays itself out again)."""
+        self.request("viewport", width=width, height=height)
 
     def logs(self) -> dict[str, list[str]]:
         """Console lines and blocked (non-loopback) requests since the last call."""

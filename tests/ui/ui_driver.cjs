@@ -4,8 +4,9 @@
 //
 // Protocol: one JSON request per stdin line, one JSON answer per stdout line, in order.
 //   {"op": "eval", "body": "<async function body>", "arg": <json>}  -> {"ok": true, "value": <json>}
-//   {"op": "screenshot", "path": "<file.png>"}                      -> {"ok": true}
+//   {"op": "screenshot", "path": "<file.png>", "clip"?: {x, y, width, height}} -> {"ok": true}
 //   {"op": "reload"}                                                 -> {"ok": true}  (waits until the app is ready)
+//   {"op": "viewport", "width": W, "height": H}                      -> {"ok": true}  (the window's inner size)
 //   {"op": "logs"}   -> {"ok": true, "value": {"console": [...], "blocked": [...]}}  (since the last "logs")
 // Every failure answers {"ok": false, "error": "..."}. The page never leaves loopback: any other request
 // is aborted and reported under "blocked".
@@ -44,8 +45,9 @@ async function main() {
       // eslint-disable-next-line no-new-func
       ({ source, value }) => new Function("arg", `return (async () => { ${source} })();`)(value),
       { source: body, value: arg ?? null }),
-    screenshot: async ({ path }) => { await page.screenshot({ path }); return null; },
+    screenshot: async ({ path, clip }) => { await page.screenshot({ path, ...(clip ? { clip } : {}) }); return null; },
     reload: async () => { await waitForApp(page); return null; },
+    viewport: async ({ width, height }) => { await page.setViewportSize({ width, height }); return null; },
     logs: async () => {
       const value = { console: consoleLines, blocked };
       consoleLines = [];
