@@ -24,7 +24,6 @@ from . import types as apk
 from .search import search_aliases
 from .common import (cached_model, check_interrupt, folder_choices, model_choices, progress_bar, resolve_models,
                      torch_device)
-from .inputs import check_numbers
 from .paths import input_file, input_file_identity, input_file_problem, model_choices_problem
 
 log = logging.getLogger("aniportrait")
@@ -158,7 +157,6 @@ class Audio2Mesh(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio2mesh_model: AudioModelFiles, audio: dict, fps: float) -> io.NodeOutput:
-        check_numbers(cls, fps=fps)
         input_values, seq_len = _prepared_speech(audio, fps)
         model: Audio2MeshModel = _cached("audio2mesh", audio2mesh_model, load_audio2mesh)
         check_interrupt()
@@ -184,7 +182,6 @@ class Audio2Pose(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio2pose_model: AudioModelFiles, audio: dict, fps: float, id_seed: int) -> io.NodeOutput:
-        check_numbers(cls, fps=fps, id_seed=id_seed)
         input_values, seq_len = _prepared_speech(audio, fps)
         model: Audio2PoseModel = _cached("audio2pose", audio2pose_model, load_audio2pose)
         poses = head_pose_from_audio(model, input_values, seq_len, fps, id_seed, progress=progress_bar(seq_len),
@@ -214,7 +211,6 @@ class HeadPoseTemplate(io.ComfyNode):
     @classmethod
     def execute(cls, audio: dict, fps: float, template: str,
                 pose_sequence: PoseSequence | None = None) -> io.NodeOutput:
-        check_numbers(cls, fps=fps)
         seq_len = frame_count(speech_sample_count(audio, "audio"), fps)
         if pose_sequence is not None:
             if abs(pose_sequence.fps - fps) > 1e-6:

@@ -1,7 +1,9 @@
-"""Numeric inputs checked where a node runs: values that arrive through links skip the widgets' min/max, so each
-node checks its own against the limits its schema declares (one rule, one message, for every node)."""
+"""Numeric inputs checked where a node runs: values that arrive through links skip the widgets' min/max, so every
+node's INT and FLOAT inputs are checked against the limits its schema declares before it runs (one rule, one
+message, for every node: ``check_numbers_first`` is applied to all of the pack's nodes where they are listed)."""
 from __future__ import annotations
 
+import functools
 import math
 from functools import cache
 
@@ -31,3 +33,20 @@ def check_numbers(node: type[io.ComfyNode], **values: float) -> None:
             raise ValueError(f"AniPortrait: input '{name}' of {title} is {value!r}, outside the allowed range "
                              f"{low:g} to {high:g}. Set it within that range (a value that comes through a link "
                              "skips the widget's limits, so check the node that sends it).")
+
+
+def check_numbers_first(node: type[io.ComfyNode]) -> type[io.ComfyNode]:
+    """Make ``node.execute`` check every INT/FLOAT input it receives (``check_numbers``) before it runs."""
+    execute = node.__dict__["execute"].__func__
+    if getattr(execute, "checks_numbers", False):
+        return node
+
+    @functools.wraps(execute)
+    def checked(cls, **inputs):
+        _, limits = _schema_limits(cls)
+        check_numbers(cls, **{name: value for name, value in inputs.items() if name in limits})
+        return execute(cls, **inputs)
+
+    checked.checks_numbers = True
+    node.execute = classmethod(checked)
+    return node

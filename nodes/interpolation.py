@@ -15,6 +15,7 @@ import folder_paths
 from ..models.cache import file_identity
 from ..models.video.frame_interpolation import KeyframePlan, interpolate, load_film, pad_to_length, select_keyframes
 from . import types as apk
+from .search import search_aliases
 from .common import (FOLDER_NAME, PRECISIONS, cached_model, check_interrupt, model_choices, progress_bar,
                      resolve_dtype, resolve_model, torch_device)
 
@@ -83,6 +84,7 @@ class FILMInterpolate(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_FILMInterpolate", display_name="FILM Interpolate (AniPortrait)", category=CATEGORY,
+            **search_aliases("APK_FILMInterpolate"),
             description="Fills the fi_step-1 frames between each pair of sampled keyframes with FILM, in the "
                         "original's order and with its time steps (each new frame from its two nearest known "
                         "frames). Batched over pairs, on the GPU when there is one.",

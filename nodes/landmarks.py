@@ -10,7 +10,6 @@ from ..models.face.track import track_faces
 from . import types as apk
 from .common import (check_interrupt, model_choices, progress_bar, resolve_model, rgb_images_to_uint8,
                      uint8_to_images)
-from .inputs import check_numbers
 from .paths import model_choices_problem
 
 CROP_NONE = "none"
@@ -73,7 +72,6 @@ class ReferenceFace(_ChoosesLandmarker):
 
     @classmethod
     def execute(cls, image, landmarker, width, height, crop, analysis_size=ANALYSIS_SIZES[0]) -> io.NodeOutput:
-        check_numbers(cls, width=width, height=height)
         source = rgb_images_to_uint8(image, "image")[0]
         reference, portrait = analyse_reference(load_landmarker(landmarker), source, width, height,
                                                 crop=crop == CROP_AUTO, analysis=analysis_size)
@@ -102,7 +100,6 @@ class VideoFaceLandmarks(_ChoosesLandmarker):
 
     @classmethod
     def execute(cls, frames, landmarker, fps) -> io.NodeOutput:
-        check_numbers(cls, fps=fps)
         video = rgb_images_to_uint8(frames, "frames")
         analyser = load_landmarker(landmarker)
         track = track_faces(video, analyser, fps, progress=progress_bar(len(video)), check_interrupt=check_interrupt)

@@ -20,6 +20,7 @@ from ..models.motion.motion_file import Motion, load_motion, save_motion
 from ..models.motion.preview import preview_frames
 from ..models.video_io import write_video
 from . import types as apk
+from .search import search_aliases
 from .common import check_interrupt, progress_bar, rgb_images_to_uint8, uint8_to_images
 from .output import audio_track, output_file
 from .paths import input_file, input_file_identity, input_file_problem
@@ -52,6 +53,7 @@ class MotionPreview(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_MotionPreview", display_name="Motion Preview (AniPortrait)", category=CATEGORY,
+            **search_aliases("APK_MotionPreview"),
             description="The landmark track as a video with the speech, in seconds on the CPU: judge lip sync and "
                         "head motion before sampling. Draws the pose-image lines at the pose images' size.",
             inputs=[
@@ -241,6 +243,7 @@ class MixMotion(io.ComfyNode):
 
         return io.Schema(
             node_id="APK_MixMotion", display_name="Mix Motion (AniPortrait)", category=CATEGORY,
+            **search_aliases("APK_MixMotion"),
             description="Combines two mesh motions per face region, e.g. the mouth from speech and the eyes and "
                         "brows from a driving video, blending softly across region borders. The result has the "
                         "speech's length; the driving motion loops forwards and backwards if shorter.",
@@ -345,6 +348,7 @@ class PasteBack(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_PasteBack", display_name="Paste Back (AniPortrait)", category=CATEGORY,
+            **search_aliases("APK_PasteBack"),
             description="Full-resolution output: each generated frame (animated from the face crop of Reference "
                         "Face, crop = auto) is resized to the crop box and blended into the original portrait "
                         "with a feathered edge.",

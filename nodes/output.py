@@ -13,7 +13,6 @@ from comfy_api.latest import InputImpl, io, ui
 
 from ..models.video_io import AudioTrack, WrittenVideo, write_video
 from .common import rgb_images_to_uint8
-from .inputs import check_numbers
 from .paths import save_location
 from .search import search_aliases
 
@@ -90,7 +89,6 @@ class VideoCombine(io.ComfyNode):
     @classmethod
     def execute(cls, images: torch.Tensor, fps: float, format: str, filename_prefix: str, save_output: bool,
                 audio: dict | None = None) -> io.NodeOutput:
-        check_numbers(cls, fps=fps)
         container = FORMATS[format]
         frames = rgb_images_to_uint8(images[..., :3], "images")  # an alpha channel is dropped
         track = audio_track(audio) if audio is not None else None

@@ -13,7 +13,6 @@ from ..models.data import PoseSequence
 from ..models.face.pose_template import TEMPLATE_SMOOTHING, pose_template
 from ..models.face.retarget import DEFAULT_SMOOTHING, SIZE_MODES, retarget_face
 from . import types as apk
-from .inputs import check_numbers
 from .paths import save_location
 from .search import search_aliases
 
@@ -52,7 +51,6 @@ class RetargetFace(io.ComfyNode):
 
     @classmethod
     def execute(cls, face_track, reference_face, fps, smoothing, size_mode) -> io.NodeOutput:
-        check_numbers(cls, fps=fps, smoothing=smoothing)
         output_fps = None if fps == 0 else fps
         return io.NodeOutput(retarget_face(face_track, reference_face.face, fps=output_fps, window=smoothing,
                                            size_mode=size_mode))
@@ -91,7 +89,6 @@ class PoseTemplate(io.ComfyNode):
 
     @classmethod
     def execute(cls, face_track, fps, filename_prefix) -> io.NodeOutput:
-        check_numbers(cls, fps=fps)
         poses = pose_template(face_track.trans_mat, face_track.fps, target_fps=fps, window=TEMPLATE_SMOOTHING)
         summary = f"{len(poses)} frames at {fps:g} fps"
         if filename_prefix.strip():

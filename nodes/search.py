@@ -16,6 +16,11 @@ SEARCH_ALIASES = {
     "APK_Lmk2VideoSampler": ["talking head", "audio to video", "lip sync", "portrait animation"],
     "APK_VideoCombine": ["audio to video", "save video", "mux audio"],
     "APK_RetargetFace": ["face reenactment", "talking head", "face swap motion"],
+    "APK_Lmk2VideoSamplerToFile": ["long video", "talking head", "save video", "audio to video"],
+    "APK_FILMInterpolate": ["frame interpolation", "FILM", "fps", "speed up"],
+    "APK_MotionPreview": ["preview", "lip sync", "motion preview"],
+    "APK_PasteBack": ["paste back", "full resolution", "uncrop"],
+    "APK_MixMotion": ["mix motion", "face reenactment", "driving video"],
 }
 SCHEMA_TAKES_ALIASES = "search_aliases" in {field.name for field in dataclasses.fields(io.Schema)}
 

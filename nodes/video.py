@@ -28,7 +28,6 @@ from . import types as apk
 from .search import search_aliases
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, images_to_uint8, model_choices,
                      resolve_dtype, resolve_models, rgb_images_to_uint8, torch_device)
-from .inputs import check_numbers
 from .output import (FORMATS, audio_track, output_file, saved_video, video_file_inputs, video_file_output,
                      workflow_metadata)
 from .paths import model_choices_problem
@@ -123,7 +122,6 @@ class LoadLmk2VideoModels(io.ComfyNode):
     @classmethod
     def execute(cls, denoising_unet, reference_unet, motion_module, pose_guider, unet_config, vae, image_encoder,
                 precision, pose_guider_heads=16, pose_guider_head_dim=88) -> io.NodeOutput:
-        check_numbers(cls, pose_guider_heads=pose_guider_heads, pose_guider_head_dim=pose_guider_head_dim)
         choices = {"denoising_unet": denoising_unet, "reference_unet": reference_unet,
                    "motion_module": motion_module, "pose_guider": pose_guider, "sd15_unet_config": unet_config,
                    "image_encoder": image_encoder}
@@ -171,7 +169,6 @@ class ReferenceNetEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, image, width, height) -> io.NodeOutput:
-        check_numbers(cls, width=width, height=height)
         portrait = rgb_images_to_uint8(image[:1], "image")[0]
         encoders = cached_video_models(models, "image_encoder", "vae", "reference_unet")
         with attention_backend(comfy_attention(), check_interrupt), \
@@ -210,6 +207,10 @@ def sampler_inputs() -> list:
                        tooltip="closed: AniPortrait's windows, the last one wraps around to the first "
                                "frames (the video's end is blended towards its start). open: the last "
                                "window ends on the last frame instead."),
+        io.Combo.Input("speed", options=list(SPEED_CHOICES), default="default", optional=True,
+                       tooltip="GPU speed-ups (same video up to float rounding). channels_last: faster "
+                               "convolutions on recent NVIDIA GPUs. torch.compile: compiles the UNet on "
+                               "the first run (minutes; needs a working Triton), faster afterwards."),
     ]
 
 
@@ -253,17 +254,14 @@ def sample(models: VideoModelsHandle, reference: EncodedReference, poses: np.nda
                         frame_sink=frame_sink)
 
 
-def check_sampler_settings(node: type[io.ComfyNode], reference: EncodedReference,
-                           poses: np.ndarray | LandmarkPoseImages, settings: dict) -> None:
-    """The sampler's settings against the node's limits and each other, before the networks load."""
-    check_numbers(node, **{name: settings[name] for name in ("steps", "cfg", "seed", "context_frames",
-                                                            "context_overlap")})
+def check_sampler_settings(reference: EncodedReference, poses: np.ndarray | LandmarkPoseImages,
+                           settings: dict) -> None:
+    """The sampler's window settings against each other and the video, before the networks load."""
     context_frames, context_overlap = settings["context_frames"], settings["context_overlap"]
     if context_overlap >= context_frames:
         raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
                          f"({context_frames}); lower context_overlap or raise context_frames.")
-    num_frames = frame_count(poses)
-    check_window_statistics(min(context_frames, num_frames), reference.width, reference.height)
+    check_window_statistics(min(context_frames, frame_count(poses)), reference.width, reference.height)
 
 
 class Lmk2VideoSampler(io.ComfyNode):
@@ -287,7 +285,7 @@ class Lmk2VideoSampler(io.ComfyNode):
         poses = pose_input(reference, pose_images, landmarks)
         settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
                         context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
-        check_sampler_settings(cls, reference, poses, settings)
+        check_sampler_settings(reference, poses, settings)
         frames = sample(models, reference, poses, settings)
         return io.NodeOutput(frames.to(mm.intermediate_device()))
 
@@ -297,6 +295,7 @@ class Lmk2VideoSamplerToFile(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="APK_Lmk2VideoSamplerToFile", display_name="Lmk2Video Sampler to Video File (AniPortrait)",
+            **search_aliases("APK_Lmk2VideoSamplerToFile"),
             category="AniPortrait/video",
             description="The Lmk2Video sampler for videos of any length: the frames are encoded into a video file "
                         "(with the speech) a batch at a time as they are decoded, so memory does not grow with the "
@@ -312,14 +311,13 @@ class Lmk2VideoSamplerToFile(io.ComfyNode):
     def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
                 window_blend, loop, fps, format, filename_prefix, save_output, pose_images=None, landmarks=None,
                 audio=None, speed="default") -> io.NodeOutput:
-        check_numbers(cls, fps=fps)
         if landmarks is not None and abs(landmarks.fps - fps) > FPS_TOLERANCE:
             raise ValueError(f"AniPortrait: the landmarks are at {landmarks.fps:g} fps but 'fps' is {fps:g}; the "
                              "lips would drift from the speech. Connect the same fps to both.")
         poses = pose_input(reference, pose_images, landmarks)
         settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
                         context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
-        check_sampler_settings(cls, reference, poses, settings)
+        check_sampler_settings(reference, poses, settings)
         container = FORMATS[format]
         track = audio_track(audio) if audio is not None else None
         path, subfolder, folder_type = output_file(filename_prefix, save_output, reference.width, reference.height,

@@ -174,8 +174,10 @@ def test_running_a_video_workflow_as_loaded_asks_to_pick_a_video(default_ui, def
     dialog = default_ui.eval("""
         await app.loadGraphData(arg);
         await app.queuePrompt(0, 1);
-        await new Promise((resolve) => setTimeout(resolve, 800));
-        return Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText).join('\\n');""", workflow)
+        const dialogs = () => Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText).join('\\n');
+        const deadline = Date.now() + 10000;  // the refusal comes back in a moment, later when the machine is busy
+        while (!dialogs() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+        return dialogs();""", workflow)
     default_ui.screenshot(ARTIFACTS / f"layout_pick_a_file_{name}.png")
     default_ui.eval("for (const button of document.querySelectorAll('.p-dialog button[aria-label=\"Close\"]')) "
                     "button.click();")

@@ -43,6 +43,13 @@ def speech(client, tmp_path_factory) -> str:
     return client.upload(_write_tone(tmp_path_factory.mktemp("speech") / "tone.wav"))
 
 
+@pytest.fixture(scope="module")
+def pose_template(client, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("template") / "still_head.npy"
+    np.save(path, np.zeros((4, 6)))
+    return client.upload(path)
+
+
 def _portrait(assets_dir: Path, name: str, height: int) -> np.ndarray:
     """An asset portrait (RGB) scaled to ``height`` rows."""
     image = cv2.cvtColor(cv2.imread(str(assets_dir / name)), cv2.COLOR_BGR2RGB)
@@ -229,14 +236,14 @@ def test_a_model_file_removed_while_the_server_runs_is_named(client, object_info
     assert message.startswith("AniPortrait:") and name in message and "removed or renamed" in message, message
 
 
-def _number_cases(object_info: dict, speech: str) -> dict[str, tuple[Graph, str, str]]:
+def _number_cases(object_info: dict, speech: str, template: str) -> dict[str, tuple[Graph, str, str]]:
     """Graphs where a PrimitiveFloat/PrimitiveInt sends 0 to a numeric input whose widget starts above 0:
     ``{case: (graph, node id, input name)}``."""
     cases = {}
 
     def case(name: str, input_name: str, build) -> None:
         graph = Graph(object_info)
-        primitive = "PrimitiveInt" if input_name in ("width", "height") else "PrimitiveFloat"
+        primitive = "PrimitiveInt" if input_name in ("width", "height", "fi_step", "smoothing") else "PrimitiveFloat"
         zero = graph.add(primitive, value=0)
         node = build(graph, {input_name: zero.out(0)})
         cases[name] = (graph, node.id, input_name)
@@ -262,15 +269,28 @@ def _number_cases(object_info: dict, speech: str) -> dict[str, tuple[Graph, str,
         graph.add("PreviewImage", node.out("IMAGE"))
         return node
 
+    def head_motion(graph: Graph, values: dict):
+        pose = graph.add("APK_HeadPoseTemplate", audio(graph), template=template)
+        node = graph.add("APK_HeadMotion", pose, **values)
+        graph.add("PreviewAny", node)
+        return node
+
+    def keyframes(graph: Graph, values: dict):
+        node = graph.add("APK_SelectKeyframes", graph.add("EmptyImage", width=64, height=64, batch_size=4), **values)
+        graph.add("PreviewImage", node.out(0))
+        return node
+
     case("Audio2Mesh fps", "fps", lip_sync)
+    case("Head Motion smoothing", "smoothing", head_motion)
+    case("Select Keyframes fi_step", "fi_step", keyframes)
     case("Head Pose Template fps", "fps", pose_template)
     case("Video Combine fps", "fps", video_combine)
     case("Reference Face width", "width", reference_face)
     return cases
 
 
-def test_numbers_arriving_through_links_are_checked_by_the_node(client, object_info, speech):
-    for case, (graph, node_id, input_name) in _number_cases(object_info, speech).items():
+def test_numbers_arriving_through_links_are_checked_by_the_node(client, object_info, speech, pose_template):
+    for case, (graph, node_id, input_name) in _number_cases(object_info, speech, pose_template).items():
         run = client.run(graph.prompt)
         message = _error_message(run)
         assert run.error["node_id"] == node_id, f"{case}: {run.describe()}"

@@ -92,6 +92,12 @@ def sampler(pose_images: str) -> Node:
                        "pose_images": pose_images})
 
 
+def landmark_sampler(landmarks: str) -> Node:
+    """The sampler drawing each window's pose images from the landmarks (no Render Pose Image needed)."""
+    return Node("sampler", "APK_Lmk2VideoSampler", widgets={"seed": 42},
+                links={"models": "video_models.models", "reference": "reference.reference", "landmarks": landmarks})
+
+
 def video_combine(audio: str, fps: str) -> Node:
     return Node("combine", "APK_VideoCombine", links={"images": "sampler.frames", "audio": audio, "fps": fps})
 
@@ -284,7 +290,6 @@ def audio_driven_motion_edit() -> Columns:
              Node("save_motion", "APK_SaveMotion", links={"mesh": "blinks.mesh", "pose": "head.pose"})]
     project = Node("project", "APK_ProjectLandmarks", links={"reference_face": "face.reference_face",
                                                              "mesh": "blinks.mesh", "pose": "head.pose"})
-    render = Node("render", "APK_RenderPoseImage", links={"landmarks": "project.landmarks"})
     paste = Node("paste", "APK_PasteBack", links={"frames": "sampler.frames", "portrait": "image.IMAGE",
                                                   "reference_face": "face.reference_face"})
     combine = Node("combine", "APK_VideoCombine", links={"images": "paste.frames", "audio": "audio.audio",
@@ -293,9 +298,9 @@ def audio_driven_motion_edit() -> Columns:
             [*size_settings(), face],
             motion,
             edits,
-            [project, motion_preview("project.landmarks"), render],
+            [project, motion_preview("project.landmarks")],
             [video_models(), reference_encode("face.image")],
-            [sampler("render.pose_images"), paste, combine]]
+            [landmark_sampler("project.landmarks"), paste, combine]]
 
 
 def audio_driven_with_driving_video() -> Columns:

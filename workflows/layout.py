@@ -49,7 +49,10 @@ def node_stage(node: dict, info: dict | None, sources: list[str]) -> str:
         return "Inputs"
     category = info.get("category", "")
     if category.startswith("AniPortrait"):
-        return CATEGORY_STAGES.get(category, "Motion")
+        if info.get("output_node") and not info.get("output"):
+            return "Output"  # it only writes a file (Save Motion)
+        # never before what feeds it (Paste Back, a motion node, works on the sampled frames)
+        return max([CATEGORY_STAGES.get(category, "Motion"), *sources], key=STAGES.index)
     if not sources:
         return "Inputs"
     return max(sources, key=STAGES.index)  # a core node (preview, video parts) belongs with what feeds it
@@ -118,12 +121,21 @@ def pack(workflow: dict, stages: dict[int, str], scale: float) -> tuple[dict, li
     return positions, groups
 
 
-def arrange(workflow: dict, object_info: dict, name: str = "workflow") -> dict:
-    """Lays ``workflow`` out in place (positions, groups, the view it opens at) and returns it."""
-    stages = stages_of(workflow, object_info)
+def largest_fit(workflow: dict, stages: dict[int, str]) -> tuple[tuple[dict, list[dict]] | None, float]:
+    """The placement at the largest scale (from MAX_SCALE down to MIN_SCALE) at which the graph fits the screen."""
     scale = MAX_SCALE
     while (placed := pack(workflow, stages, scale)) is None and scale > MIN_SCALE:
         scale = round(scale - 0.02, 2)
+    return placed, scale
+
+
+def arrange(workflow: dict, object_info: dict, name: str = "workflow") -> dict:
+    """Lays ``workflow`` out in place (positions, groups, the view it opens at) and returns it."""
+    stages = stages_of(workflow, object_info)
+    placed, scale = largest_fit(workflow, stages)
+    if placed is None:  # a large graph: the output node joins the Video group, which saves a column
+        stages = {node: "Video" if stage == "Output" else stage for node, stage in stages.items()}
+        placed, scale = largest_fit(workflow, stages)
     if placed is None:
         print(f"warning: {name} does not fit a 1600 x 1000 window at a readable zoom ({MIN_SCALE}); "
               "split it or make its nodes smaller", file=sys.stderr)
