@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import torch
+if TYPE_CHECKING:  # torch only for annotations: the download script and animate.sh --help run without it
+    import torch
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 InterruptCheck = Callable[[], None]      # raises to stop the work (between model calls, or layers)
@@ -14,8 +15,8 @@ InterruptCheck = Callable[[], None]      # raises to stop the work (between mode
 def checking_interrupt(check: InterruptCheck | None, *models: torch.nn.Module) -> Iterator[None]:
     """Inside the block, ``check`` also runs before every layer of ``models`` (not only between model calls), so a
     cancel takes effect within one layer's work however large the batch. A flag read per layer costs nothing next to
-    the layer. Layers compiled as a unit (marked ``COMPILED_UNIT``) are checked once, before the unit, so the check never
-    breaks their compiled graph."""
+    the layer. Layers compiled as a unit (marked ``COMPILED_UNIT``) are checked once, before the unit, so the check
+    never breaks their compiled graph."""
     handles = []
     if check is not None:
         hook = lambda module, args: check()  # noqa: E731 (forward pre-hooks get module and inputs)

@@ -72,7 +72,10 @@ class MotionPreview(io.ComfyNode):
                                  tooltip="Off: write the preview to the temp folder only. On: keep it in the "
                                          "output folder."),
             ],
-            outputs=[io.Video.Output(display_name="video", tooltip="The preview video (H.264 + AAC).")],
+            outputs=[io.Video.Output(display_name="video", tooltip="The preview video (H.264 + AAC)."),
+                     apk.Landmarks.Output(display_name="landmarks",
+                                          tooltip="The landmarks, unchanged: take the sampler's from here and the "
+                                                  "preview is always made before sampling starts.")],
             is_output_node=True)
 
     @classmethod
@@ -86,7 +89,7 @@ class MotionPreview(io.ComfyNode):
         track = audio_track(audio) if audio is not None else None
         write_video(path, frames, landmarks.fps, track, "mp4", video_options={"preset": "ultrafast"})
         preview = ui.PreviewVideo([ui.SavedResult(path.name, subfolder, folder_type)])
-        return io.NodeOutput(InputImpl.VideoFromFile(str(path)), ui=preview)
+        return io.NodeOutput(InputImpl.VideoFromFile(str(path)), landmarks, ui=preview)
 
 
 class MouthAmplitude(io.ComfyNode):

@@ -43,8 +43,9 @@ def test_makes_a_talking_video_on_the_tiny_weights(tmp_path, comfy_root, tiny_mo
                      env={"ANIPORTRAIT_OUTPUT_DIR": str(tmp_path / "videos")})
     assert result.returncode == 0, result.stdout + result.stderr
     # progress while it runs: each node as it starts, and the sampler's steps
-    assert re.search(r"\] Lmk2Video Sampler \(AniPortrait\)\n", result.stdout), result.stdout
-    assert re.search(r"Lmk2Video Sampler \(AniPortrait\): (\d+)/\1 \(100 %\)", result.stdout), result.stdout
+    sampler = re.escape("Lmk2Video Sampler to Video File (AniPortrait)")
+    assert re.search(rf"\] {sampler}\n", result.stdout), result.stdout
+    assert re.search(rf"{sampler}: (\d+)/\1 \(100 %\)", result.stdout), result.stdout
     # the default output folder, numbered instead of replacing the earlier video; nothing written where it ran
     video = tmp_path / "videos" / "solo_lyl_2.mp4"
     assert (tmp_path / "videos" / "solo_lyl.mp4").read_bytes() == b"an earlier video"

@@ -254,7 +254,7 @@ def audio_driven_long() -> Columns:
                                                              "mesh": "mesh.mesh", "pose": "pose.pose"})
     to_file = Node("sampler", "APK_Lmk2VideoSamplerToFile", widgets={"seed": 42},
                    links={"models": "video_models.models", "reference": "reference.reference",
-                          "landmarks": "project.landmarks", "audio": "audio.audio", "fps": "fps.FLOAT"})
+                          "landmarks": "motion_preview.landmarks", "audio": "audio.audio", "fps": "fps.FLOAT"})
     return [[about, portrait(), speech],
             [*size_settings(), reference_face()],
             motion,
@@ -300,7 +300,7 @@ def audio_driven_motion_edit() -> Columns:
             edits,
             [project, motion_preview("project.landmarks")],
             [video_models(), reference_encode("face.image")],
-            [landmark_sampler("project.landmarks"), paste, combine]]
+            [landmark_sampler("motion_preview.landmarks"), paste, combine]]
 
 
 def audio_driven_with_driving_video() -> Columns:
