@@ -1,7 +1,7 @@
 """Data passed between the stages (and between the ComfyUI nodes). Plain NumPy, no ComfyUI.
 
-Conventions (spec §4): landmark coordinates are MediaPipe's; 3-D meshes are in the canonical face frame
-(cm, y up); poses are [rx, ry, rz] Euler degrees (SciPy 'xyz') + [tx, ty, tz]; pixel coordinates are
+Conventions (docs/pipeline.md#data-conventions): landmark coordinates are MediaPipe's; 3-D meshes are in the canonical
+face frame (cm, y up); poses are [rx, ry, rz] Euler degrees (SciPy 'xyz') + [tx, ty, tz]; pixel coordinates are
 float64 with the origin at the top-left corner.
 """
 from __future__ import annotations

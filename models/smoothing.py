@@ -1,4 +1,5 @@
-"""Temporal smoothing of per-frame pose vectors (spec §13.1), shared by Audio2Pose, retargeting and templates."""
+"""Temporal smoothing of per-frame pose vectors (docs/pipeline.md#smoothing), shared by Audio2Pose, retargeting and
+templates."""
 from __future__ import annotations
 
 import numpy as np

@@ -59,7 +59,7 @@ def _speech(seconds: float, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(normalize_speech(samples))[None]
 
 
-# --- chunk rule (spec §15.3 B4) ---------------------------------------------------------------------------------
+# --- chunk rule (docs/departures.md#b4) -------------------------------------------------------------------------------
 
 def _original_plan(num_samples: int, seq_len: int) -> list[tuple[int, int]] | None:
     """audio2vid's split (80000 samples / 150 frames, last two merged) as (samples, frames), None where it crashes."""

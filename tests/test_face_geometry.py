@@ -27,7 +27,7 @@ def metadata(assets_dir):
 def test_metadata_is_the_canonical_face_model(metadata, mesh_case):
     vertices = metadata.canonical_vertices
     assert vertices.shape == (468, 3)
-    # bounds from spec §4.2
+    # bounds from docs/pipeline.md#face-geometry
     np.testing.assert_allclose(vertices.min(axis=0), [-7.74, -9.40, -2.44], atol=0.01)
     np.testing.assert_allclose(vertices.max(axis=0), [7.74, 8.26, 7.59], atol=0.01)
     # the triangle list is the one the original read from MediaPipe's mesh (stored 1-based)
@@ -86,7 +86,7 @@ def test_posed_mesh_projects_back_onto_the_landmarks(metadata, reenactment_case,
     camera = (trans_mat @ np.c_[lmks3d, np.ones(468)].T).T[:, :3]
     expected = lmks[:468, :2] * (width, height)
     np.testing.assert_allclose(_pinhole_pixels(camera, width, height), expected, rtol=0, atol=1e-6)
-    # AniPortrait's own projection (with its 1.0001 depth factor) stays sub-pixel (spec Appendix A)
+    # AniPortrait's own projection (with its 1.0001 depth factor) stays sub-pixel (docs/pipeline.md#projection)
     projected = project_points_with_trans(lmks3d[None], trans_mat[None], width, height)[0]
     assert np.abs(projected - expected).max() < 0.05
 

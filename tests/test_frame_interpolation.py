@@ -93,7 +93,7 @@ def test_length_rule_is_the_originals_and_padding_reaches_every_pose_frame(fi_st
         keyframes, plan = select_keyframes(_frames(count), fi_step)
         assert plan == KeyframePlan(fi_step, count) and keyframes.shape[0] == plan.keyframes
         assert keyframes.shape[0] == len(range(0, count, fi_step))
-        assert 0 <= count - plan.interpolated_frames <= fi_step - 1  # spec B10: up to fi_step-1 short
+        assert 0 <= count - plan.interpolated_frames <= fi_step - 1  # docs/departures.md#b10: up to fi_step-1 short
         short = _frames(plan.interpolated_frames)
         padded = pad_to_length(short, count)
         assert padded.shape[0] == count and torch.equal(padded[:len(short)], short)

@@ -62,7 +62,7 @@ def test_perspective_matrix_constants():
     matrix = perspective_matrix(1.0)
     assert matrix.dtype == np.float32
     assert matrix[0, 0] == np.float32(1.6318517) and matrix[1, 1] == -np.float32(1.6318517)
-    assert matrix[2, 3] == np.float32(-10000 / 9999)       # the 1.0001 depth factor of spec Appendix A
+    assert matrix[2, 3] == np.float32(-10000 / 9999)       # the 1.0001 depth factor of docs/pipeline.md#projection
     assert perspective_matrix(16 / 9)[0, 0] == np.float32(1 / math.tan(math.radians(31.5)) / (16 / 9))
 
 

@@ -65,7 +65,7 @@ def test_driving_frames_match_golden(landmarker, reenactment_case):
 
 
 def test_mesh_and_pose_reproduce_the_landmarks(landmarker, reenactment_case):
-    """AniPortrait's projection of trans_mat · lmks3d lands on MediaPipe's landmarks (spec Appendix A)."""
+    """AniPortrait's projection of trans_mat · lmks3d lands on MediaPipe's landmarks (docs/pipeline.md#projection)."""
     from models.face.projection import project_points_with_trans
 
     frame = cv2.resize(reenactment_case["driving_frames"][3], (256, 192), interpolation=cv2.INTER_LINEAR)  # not square
@@ -102,7 +102,7 @@ def _box_landmarks(x0: float, y0: float, x1: float, y1: float, width: int, heigh
 @pytest.mark.parametrize("width, height, expected", [
     (300, 200, (50, 0, 250, 200)),     # landscape: centred square of side H
     (200, 300, (0, 50, 200, 250)),     # portrait
-    (201, 200, (0, 0, 200, 200)),      # |W - H| = 1: upstream returned an empty image (B15)
+    (201, 200, (0, 0, 200, 200)),      # |W - H| = 1: upstream returned an empty image (docs/departures.md#b15)
     (200, 203, (0, 1, 200, 201)),      # odd difference: upstream kept one extra row
     (256, 256, (0, 0, 256, 256)),      # square: unchanged
 ])
@@ -186,7 +186,7 @@ def test_reference_crop_then_resize_to_width_by_height(landmarker, small_face_sc
     expected_crop, expected_box = crop_face(small_face_scene, landmarker.analyse(small_face_scene).lmks)
     np.testing.assert_array_equal(portrait, expected_crop)
     assert reference.crop_box == expected_box and reference.source_size == (800, 600)
-    # dsize (width, height): not the original's swapped (H, W) (bug B1)
+    # dsize (width, height): not the original's swapped (H, W) (docs/departures.md#b1)
     assert reference.image.shape == (128, 96, 3) and (reference.face.width, reference.face.height) == (96, 128)
 
 

@@ -119,7 +119,7 @@ def test_pose_features_recomputed_or_cached_give_the_same_video(models, referenc
     assert (no_cache - short_video).abs().max() < 1e-4
 
 
-# --- window blending (spec B6) and loop mode (B9) ----------------------------------------------------------------
+# --- window blending and loop mode (docs/departures.md#b6, #b9) -------------------------------------------------------
 
 def test_sum_blend_is_the_original_only_without_guidance(models, reference, poses, short_video):
     assert torch.equal(generate(models, reference, poses[:12], seed=7, window_blend=SUM, **SHORT), short_video)

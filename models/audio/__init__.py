@@ -1,2 +1,2 @@
 """Speech -> face motion: Audio2Mesh (lip-sync vertex offsets), Audio2Pose (head pose) and their input/output
-handling (spec §1.2, §2, §3)."""
+handling (docs/pipeline.md)."""

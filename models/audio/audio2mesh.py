@@ -1,4 +1,4 @@
-"""Audio2Mesh (spec §2): speech -> per-frame offsets of the 468 MediaPipe face-mesh vertices.
+"""Audio2Mesh (docs/pipeline.md#audio2mesh): speech -> per-frame offsets of the 468 MediaPipe face-mesh vertices.
 
 ``out_fn(in_fn(wav2vec2_last_hidden_state))`` with no non-linearity in between. Widths come from the checkpoint's
 tensor shapes and the wav2vec2 folder's config.json, so the released weights and small test weights load alike.

@@ -1,4 +1,5 @@
-"""Audio2Pose (spec §3): speech -> per-frame head pose ``[rx, ry, rz (Euler xyz degrees), tx, ty, tz]``.
+"""Audio2Pose (docs/pipeline.md#audio2pose): speech -> per-frame head pose
+``[rx, ry, rz (Euler xyz degrees), tx, ty, tz]``.
 
 An autoregressive ``nn.TransformerDecoder`` (8 heads, post-LN, ReLU): each new pose token is ``pose_map`` of the
 previous prediction plus a sinusoidal position (``PPE``) and an identity embedding; self-attention carries an

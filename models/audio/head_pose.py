@@ -1,8 +1,8 @@
-"""Head-pose post-processing of audio2vid (spec §3.6, §3.8, §13.1).
+"""Head-pose post-processing of audio2vid (docs/pipeline.md#head-pose).
 
 Audio2Pose runs on 5-second chunks, each starting again from the zero pose with the same ``id_seed``; the
 rotations are halved, the chunks concatenated and smoothed with a 7-frame centred mean. The chunk rule is the
-fixed one of spec §15.3 B4: identical to the original whenever the original does not crash, and also valid for
+fixed one of docs/departures.md#b4: identical to the original whenever the original does not crash, and also valid for
 clips of 5 s or less (the original raises IndexError) and for ``seq_len`` a multiple of 150 (where it loses
 150 frames).
 """

@@ -1,5 +1,5 @@
-"""AniPortrait's customised wav2vec2 (spec §2.4): transformers' ``Wav2Vec2Model`` whose CNN features are linearly
-resampled to the video frame count BEFORE the feature projection; only the last hidden state is used.
+"""AniPortrait's customised wav2vec2 (docs/pipeline.md#wav2vec2): transformers' ``Wav2Vec2Model`` whose CNN features are
+linearly resampled to the video frame count BEFORE the feature projection; only the last hidden state is used.
 
 The forward is written here on top of the stock sub-modules (same parameter names, so every checkpoint loads
 unchanged) because three things must not depend on the installed transformers version:
@@ -153,8 +153,8 @@ class Wav2Vec2FrameEncoder(Wav2Vec2Model):
         return mean, (squares / count + first.layer_norm.eps).rsqrt()
 
 
-# the architecture part of facebook/wav2vec2-base-960h's config.json (spec §2.3): the encoder the released
-# audio2mesh.pt / audio2pose.pt were trained on
+# the architecture part of facebook/wav2vec2-base-960h's config.json (docs/pipeline.md#wav2vec2): the encoder the
+# released audio2mesh.pt / audio2pose.pt were trained on
 WAV2VEC2_BASE_960H_CONFIG = {
     "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
     "hidden_act": "gelu", "layer_norm_eps": 1e-5, "feat_extract_norm": "group", "do_stable_layer_norm": False,

@@ -1,4 +1,5 @@
-"""Speech input for the audio models: decoding, 16 kHz mono, whole-clip standardisation, frame count (spec §1.2).
+"""Speech input for the audio models: decoding, 16 kHz mono, whole-clip standardisation, frame count
+(docs/pipeline.md#speech-input).
 
 The original reads audio with ``librosa.load(path, sr=16000)`` and standardises it with transformers'
 ``Wav2Vec2FeatureExtractor``. Here every file goes through PyAV (the decoder ComfyUI itself uses), so wav, flac,

@@ -1,11 +1,12 @@
-"""The Gradio app's reference crop (spec §13.3) and pasting generated frames back into the source image.
+"""The Gradio app's reference crop (docs/pipeline.md#reference-image) and pasting generated frames back into the source
+image.
 
 Rule: with the landmark bounding box in pixels, a face covering at least 15 % of the image gets a centred square
 crop of side min(W, H); a smaller face gets a square of 1.5 x the larger box side centred on the box, padded
 with black where it leaves the image.
 
-Fix of upstream bug B15: the app cuts ``offset`` pixels from both ends of the long side, which leaves nothing
-when the sides differ by 1 (and one extra row/column for other odd differences). Here the centred crop is
+Fix of upstream bug docs/departures.md#b15: the app cuts ``offset`` pixels from both ends of the long side, which leaves
+nothing when the sides differ by 1 (and one extra row/column for other odd differences). Here the centred crop is
 always exactly min(W, H) square; for even differences it is the app's crop.
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Pose-image rendering: face landmarks -> the line drawing the PoseGuider was trained on (spec §5).
+"""Pose-image rendering: face landmarks -> the line drawing the PoseGuider was trained on
+(docs/pipeline.md#pose-images).
 
 Lines are drawn with OpenCV itself (its thick-line rasteriser decides the pixels) on a 512x512 canvas that is then
 resized bilinearly, exactly as AniPortrait does through MediaPipe's ``drawing_utils``. Colours are written as

@@ -2,7 +2,7 @@
 
 MediaPipe's Python Tasks API returns the facial transformation matrix but not the face-geometry mesh that
 AniPortrait reads (``lmks3d``). This recomputes both from the normalised landmarks the same way MediaPipe's
-C++ ``GeometryPipeline`` does (spec §4.2):
+C++ ``GeometryPipeline`` does (docs/pipeline.md#face-geometry):
 
 1. project the screen landmarks onto the near plane of a perspective camera (vertical FOV 63°, near 1,
    origin at the top-left corner); their relative z is scaled like x;

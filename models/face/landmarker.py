@@ -1,4 +1,5 @@
-"""MediaPipe FaceLandmarker as AniPortrait uses it (spec §4.1), plus the face-geometry port for ``lmks3d``.
+"""MediaPipe FaceLandmarker as AniPortrait uses it (docs/pipeline.md#mediapipe), plus the face-geometry port for
+``lmks3d``.
 
 Settings as in the original: IMAGE mode (every image on its own, no tracking), blendshapes and transformation
 matrices on, default confidences (0.5), CPU. The original asks for one face (whichever MediaPipe ranks first);

@@ -1,4 +1,4 @@
-"""Head-pose templates from a video (spec §6.3, AniPortrait's ``generate_ref_pose.py``).
+"""Head-pose templates from a video (docs/pipeline.md#pose-templates, AniPortrait's ``generate_ref_pose.py``).
 
 Every frame's pose relative to the first frame, ``inv(T0) @ Ti`` (in float32, as the original casts MediaPipe's
 matrices), as Euler 'xyz' degrees + translation; resampled to 30 fps and smoothed (window 5). The result drives

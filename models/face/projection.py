@@ -1,4 +1,5 @@
-"""Mesh + head pose -> 2-D pixel landmarks: AniPortrait's perspective projection (spec §4.3) and Euler helpers.
+"""Mesh + head pose -> 2-D pixel landmarks: AniPortrait's perspective projection (docs/pipeline.md#projection) and Euler
+helpers.
 
 The camera is MediaPipe's face-geometry camera (vertical FOV 63 deg, near 1, far 10000, origin top-left). The
 matrix is AniPortrait's OpenGL-style one, stored in float32, used with row vectors; its homogeneous w is
@@ -99,8 +100,9 @@ def project_points(points: np.ndarray, trans_mat: np.ndarray, poses: np.ndarray,
 
 def project_mesh_sequence(face: FaceAnalysis, offsets: np.ndarray, poses: np.ndarray,
                           frames_per_batch: int = PROJECTION_BATCH) -> np.ndarray:
-    """Audio-driven landmarks (spec §4.4): the reference mesh plus per-frame offsets (L, 468, 3), posed by
-    ``poses`` (>= L, 6) and the reference's transformation matrix, in pixels of the reference's analysed size.
+    """Audio-driven landmarks (docs/pipeline.md#audio-driven-landmarks): the reference mesh plus per-frame offsets
+    (L, 468, 3), posed by ``poses`` (>= L, 6) and the reference's transformation matrix, in pixels of the reference's
+    analysed size.
 
     Projected ``frames_per_batch`` frames at a time (each frame on its own, so the numbers are the same): the float64
     temporaries of a whole long video at once would take several times the landmarks' own size."""

@@ -1,5 +1,5 @@
-"""The reference portrait prepared as AniPortrait prepares it: optionally the app's face crop (spec §13.3), then
-resized to the generation size and analysed there (spec §1.1)."""
+"""The reference portrait prepared as AniPortrait prepares it: optionally the app's face crop (docs/departures.md#b15),
+then resized to the generation size and analysed there (docs/pipeline.md#reference-image)."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +17,8 @@ log = logging.getLogger("aniportrait")
 STRETCH_HINT_RATIO = 1.5  # aspect ratios further apart than this squeeze the face out of recognition
 
 # How the portrait is sized for the face analysis. AniPortrait's scripts pass (H, W) where OpenCV expects
-# (width, height) (bug B1): for W != H MediaPipe sees the portrait squashed to H x W, and the head pose measured
-# there is then projected into the W x H video. Identical for square videos.
+# (width, height) (docs/departures.md#b1): for W != H MediaPipe sees the portrait squashed to H x W, and the head pose
+# measured there is then projected into the W x H video. Identical for square videos.
 ANALYSIS_SIZES = ("video size", "swapped (original)")
 
 

@@ -1,5 +1,5 @@
-"""Face reenactment: a driving video's head motion and expressions moved onto the reference face (spec §6.2,
-AniPortrait's vid2vid "2024/04/02" strategy).
+"""Face reenactment: a driving video's head motion and expressions moved onto the reference face
+(docs/pipeline.md#retarget, AniPortrait's vid2vid "2024/04/02" strategy).
 
 Per driving frame: the head rotation is the driver's ABSOLUTE rotation (the reference's own rotation and scale are
 discarded), the translation is the driver's motion since its first frame added to the reference's translation;
@@ -10,10 +10,10 @@ Differences from the original, all opt-in or invisible where the original works:
 * frame rate: the driving motion can be resampled to any output rate (linear in time, per component). The
   original keeps the driving rate except 60 fps, where it takes every 2nd frame; that is exactly what resampling
   60 -> 30 does here (the output instants fall on source frames), and ``fps=None`` keeps the original rule.
-* size: the original projects and draws at the DRIVING frame size and then resizes to the output size (B12),
-  which stretches the face when the aspect ratios differ. ``size_mode="auto"`` keeps that path when the aspect
-  ratios agree (bit-identical pose images) and otherwise projects at the output size ("output"); "driving"
-  forces the original everywhere.
+* size: the original projects and draws at the DRIVING frame size and then resizes to the output size
+  (docs/departures.md#b12), which stretches the face when the aspect ratios differ. ``size_mode="auto"`` keeps that path
+  when the aspect ratios agree (bit-identical pose images) and otherwise projects at the output size ("output");
+  "driving" forces the original everywhere.
 * a frame without a face does not end the video (the FaceTrack fills such frames in).
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""CLIP image encoder of the reference portrait (spec §9.6): one projected embedding used as cross-attention context.
+"""CLIP image encoder of the reference portrait (docs/pipeline.md#clip-image-encoder): one projected embedding used as
+cross-attention context.
 
 Model: transformers ``CLIPVisionModelWithProjection`` (lambdalabs' ``image_encoder`` folder: ViT-L/14, projection
 768). Preprocessing as the original: PIL bicubic squash of the source image to 224×224 (no aspect-preserving

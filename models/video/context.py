@@ -1,10 +1,10 @@
-"""Sliding context windows over the frames of a video (spec §10.3).
+"""Sliding context windows over the frames of a video (docs/pipeline.md#context-windows).
 
 The original calls AnimateDiff's "uniform" schedule with ``step=0`` at every denoising step, so its windows never
 shift between steps, and with ``closed_loop=True``: windows start at 0, s, 2s, ... (s = size - overlap) while the
 start is below the frame count, and frame indices wrap modulo the length, so the last window continues with the
-first frames (spec B9). That is the default here. ``closed_loop=False`` ("open") never wraps: the last window is
-moved back to end on the last frame instead.
+first frames (docs/departures.md#b9). That is the default here. ``closed_loop=False`` ("open") never wraps: the last
+window is moved back to end on the last frame instead.
 """
 from __future__ import annotations
 

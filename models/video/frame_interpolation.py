@@ -1,15 +1,15 @@
-"""The original's ``-acc`` speed-up (spec §10.6): diffuse every ``fi_step``-th pose frame, then fill the frames
-between with FILM (``film_net_fp16.pt``, a TorchScript export).
+"""The original's ``-acc`` speed-up (docs/pipeline.md#frame-interpolation): diffuse every ``fi_step``-th pose frame,
+then fill the frames between with FILM (``film_net_fp16.pt``, a TorchScript export).
 
 Faithful to ``src/utils/frame_interpolation.py``: for each pair of neighbouring generated frames the
 ``fi_step - 1`` frames between are made one at a time, each from the two nearest known frames (inputs or earlier
 clamped predictions) with the relative time ``dt`` the original computes. The order and the ``dt`` values come
 from the original's float32 ``torch.linspace`` arithmetic, whose rounding decides near-ties (for fi_step 3 the
-2/3 frame comes first, spec golden ``l_film``). Every pair follows the same schedule, so the pairs are batched:
+2/3 frame comes first, golden case ``l_film``). Every pair follows the same schedule, so the pairs are batched:
 one model call makes the same insertion for many pairs.
 
-Output length (spec B10): ``(n - 1) * fi_step + 1`` frames from ``n`` keyframes, up to ``fi_step - 1`` fewer than
-the pose frames; ``pad_to_length`` holds the last frame to make up the difference.
+Output length (docs/departures.md#b10): ``(n - 1) * fi_step + 1`` frames from ``n`` keyframes, up to ``fi_step - 1``
+fewer than the pose frames; ``pad_to_length`` holds the last frame to make up the difference.
 """
 from __future__ import annotations
 

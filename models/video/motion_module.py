@@ -1,7 +1,7 @@
 """AnimateDiff-v2 "Vanilla" motion module as AniPortrait uses it (the only layers that mix frames).
 
-Differences from diffusers' ``AnimateDiffTransformer3D`` that matter numerically (spec §15/§16): the GroupNorm
-normalises each frame separately, and the sinusoidal position table is added to the LayerNorm output of each
+Differences from diffusers' ``AnimateDiffTransformer3D`` that matter numerically (docs/pipeline.md#motion-modules): the
+GroupNorm normalises each frame separately, and the sinusoidal position table is added to the LayerNorm output of each
 temporal self-attention (so it reaches Q, K and V) but not to the residual path.
 """
 from __future__ import annotations

@@ -1,14 +1,15 @@
-"""Lmk2Video: reference portrait + pose images -> video frames (the original's Pose2VideoPipeline, spec §10).
+"""Lmk2Video: reference portrait + pose images -> video frames (the original's Pose2VideoPipeline,
+docs/pipeline.md#sampler).
 
 Two stages, so a reference can be encoded once and animated many times:
 * ``encode_reference``: CLIP embedding, VAE latent and the ReferenceNet bank of the conditional element (run once;
-  the unconditional CFG rows never read the bank, spec §9.5).
+  the unconditional CFG rows never read the bank, docs/pipeline.md#reference-attention).
 * ``generate``: seeded noise, DDIM over fixed context windows with CFG, VAE decode.
 
 Faithful by default (closed-loop windows, the original's seeded CPU noise, per-window PoseGuider statistics,
 the reference bank rounded through float16); two documented departures are options: ``window_blend`` (the original
-sums overlapping windows when guidance <= 1, spec B6 — we average unless asked for the original) and
-``closed_loop`` (spec B9).
+sums overlapping windows when guidance <= 1, docs/departures.md#b6 — we average unless asked for the original) and
+``closed_loop`` (docs/departures.md#b9).
 
 Memory: nothing grows with the video length except the latents (on the compute device; ``WindowBlend`` steps
 each frame as soon as its windows are in, so there is no whole-video accumulator). Pose images come one window at
@@ -117,7 +118,7 @@ class EncodedReference:
 
     clip_embeds: torch.Tensor              # (1, 1, D): the cross-attention context of the conditional rows
     latent: torch.Tensor                   # (1, 4, H/8, W/8): scaled VAE posterior mean
-    bank: dict[str, torch.Tensor]          # ReferenceNet norm1 outputs per block, (1, L, C), fp16-rounded (B8)
+    bank: dict[str, torch.Tensor]          # ReferenceNet norm1 per block (1, L, C), fp16-rounded: docs/departures.md#b8
     width: int
     height: int
     dtype: torch.dtype                     # the precision it was encoded in
@@ -170,8 +171,8 @@ def prepare_pose_images(pose_images: np.ndarray, width: int, height: int) -> np.
 
 def initial_noise(seed: int, num_frames: int, width: int, height: int, dtype: torch.dtype,
                   channels: int) -> torch.Tensor:
-    """(1, channels, F, H/8, W/8) on the CPU, drawn in one call from a generator seeded with ``seed`` (spec §10.2
-    item 4); ``channels`` = the denoising UNet's in_channels (4), as the original reads it.
+    """(1, channels, F, H/8, W/8) on the CPU, drawn in one call from a generator seeded with ``seed``
+    (docs/pipeline.md#initial-noise); ``channels`` = the denoising UNet's in_channels (4), as the original reads it.
 
     Drawn in the generation dtype as the original's ``randn_tensor`` does: in float16 PyTorch's CPU sampler
     produces different numbers than float32-then-cast, and every frame's noise depends on F.
@@ -182,8 +183,8 @@ def initial_noise(seed: int, num_frames: int, width: int, height: int, dtype: to
 
 
 class _PoseFeatures:
-    """PoseGuider features per window. BatchNorm uses each window's own batch statistics (spec §7.4), so a window
-    is always run alone; results are cached when all windows fit ``cache_budget`` bytes, else recomputed."""
+    """PoseGuider features per window. BatchNorm uses each window's own batch statistics (docs/departures.md#b3), so a
+    window is always run alone; results are cached when all windows fit ``cache_budget`` bytes, else recomputed."""
 
     def __init__(self, pose_guider: torch.nn.Module, poses: PoseSource, windows: list[list[int]],
                  device: torch.device, dtype: torch.dtype, cache_budget: int) -> None:
@@ -394,8 +395,8 @@ class _UNetCalls:
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
              poses: PoseSource, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
              memory: DeviceMemory, callbacks: _Callbacks) -> torch.Tensor:
-    """The DDIM loop over all steps and windows (spec §10.4); returns the final latents, stepped in place. Runs of
-    windows share a UNet call (``sampling.windows_per_call``, fewer after running out of memory)."""
+    """The DDIM loop over all steps and windows (docs/pipeline.md#ddim-loop); returns the final latents, stepped in
+    place. Runs of windows share a UNet call (``sampling.windows_per_call``, fewer after running out of memory)."""
     device, dtype = latents.device, latents.dtype
     windows = sampling.windows
     batches = _WindowBatches(windows, reference.clip_embeds.to(device=device, dtype=dtype), sampling.guided, device)

@@ -1,5 +1,5 @@
-"""AniPortrait's PoseGuider (spec §7): pose images -> 5 multi-scale features added to the denoising UNet's stage
-inputs (after ``conv_in`` and after each down block).
+"""AniPortrait's PoseGuider (docs/pipeline.md#poseguider): pose images -> 5 multi-scale features added to the denoising
+UNet's stage inputs (after ``conv_in`` and after each down block).
 
 Two facts of the original are reproduced on purpose:
 * BatchNorm always normalises with the statistics of the current call (the original never calls ``.eval()`` on

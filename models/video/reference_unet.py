@@ -1,6 +1,6 @@
-"""AniPortrait's ReferenceNet (spec §9.1-9.4): an SD1.5 UNet without ``conv_norm_out``/``conv_out`` that is run once
-per generation, at timestep 0, on the reference image latent; what is kept is the "bank": the ``norm1`` output of
-every spatial transformer block, which the denoising UNet's self-attentions then also attend to.
+"""AniPortrait's ReferenceNet (docs/pipeline.md#referencenet): an SD1.5 UNet without ``conv_norm_out``/``conv_out`` that
+is run once per generation, at timestep 0, on the reference image latent; what is kept is the "bank": the ``norm1``
+output of every spatial transformer block, which the denoising UNet's self-attentions then also attend to.
 """
 from __future__ import annotations
 
@@ -31,5 +31,6 @@ class ReferenceUNet(UNetBackbone):
 
 def round_bank_like_original(bank: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The bank with its values rounded through float16, kept in their dtype: the original copies the bank to the
-    reader as float16 even in float32 runs (spec B8), and float32 attention then promotes those values back."""
+    reader as float16 even in float32 runs (docs/departures.md#b8), and float32 attention then promotes those values
+    back."""
     return {name: tokens.to(torch.float16).to(tokens.dtype) for name, tokens in bank.items()}

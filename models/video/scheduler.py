@@ -1,4 +1,4 @@
-"""Deterministic DDIM sampler, numerically as diffusers 0.24's DDIMScheduler (spec §10.1).
+"""Deterministic DDIM sampler, numerically as diffusers 0.24's DDIMScheduler (docs/pipeline.md#scheduler).
 
 Configured like the original, from ``noise_scheduler_kwargs`` (``DDIMConfig.from_kwargs``); the defaults are
 inference_v2.yaml's: linear betas 0.00085..0.012 over 1000 steps, zero-terminal-SNR rescale, v-prediction,
@@ -32,7 +32,7 @@ class DDIMConfig:
     num_train_timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
-    # "linear" although training used "scaled_linear": the released inference config says linear (B7)
+    # "linear" although training used "scaled_linear": the released inference config says linear (docs/departures.md#b7)
     beta_schedule: str = "linear"
     rescale_betas_zero_snr: bool = True
     prediction_type: str = "v_prediction"

@@ -1,5 +1,5 @@
 """AniPortrait's denoising UNet3D: SD1.5 UNet per frame + AnimateDiff motion modules + PoseGuider features +
-reference attention (spec §8, §9.5).
+reference attention (docs/pipeline.md#denoising-unet).
 
 Built as the original's ``UNet3DConditionModel.from_pretrained_2d`` with ``unet_additional_kwargs`` (``UNet3DConfig``;
 inference_v2.yaml: motion modules after every layer of all down blocks, the mid block and all up blocks); inflated

@@ -1,4 +1,4 @@
-"""sd-vae-ft-mse autoencoder (diffusers ``AutoencoderKL``): reference latent and frame decoding (spec §1.1, §10.5).
+"""sd-vae-ft-mse autoencoder (diffusers ``AutoencoderKL``): reference latent and frame decoding (docs/pipeline.md#vae).
 
 Accepted weight layouts, all loaded strictly into the same diffusers module:
 * a diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors``/``.bin``), attention keys named

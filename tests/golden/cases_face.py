@@ -1,8 +1,8 @@
 """Golden cases ``c_``: audio-driven landmarks (mesh + pose -> projection) and pose-image rendering, from the stored
 MediaPipe arrays of the reference (``mp_*``) and the stored Audio2Mesh output (a_audio2mesh.npz).
 
-The original analyses the reference at the swapped size (bug B1); the pack does so with its "swapped (original)"
-analysis size, which is what is compared here (the default analyses at the video size)."""
+The original analyses the reference at the swapped size (docs/departures.md#b1); the pack does so with its "swapped
+(original)" analysis size, which is what is compared here (the default analyses at the video size)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -134,7 +134,7 @@ def check_pipeline_run(case: str, info: dict, golden: Path) -> list[Comparison]:
     scheduler_config = tiny_lmk2video_config(golden).scheduler
     reference = encode_reference(models, _reference_image(golden), params["W"], params["H"])
     step_latents: dict[int, np.ndarray] = {}
-    # guidance <= 1: the golden records the original's summing of overlapping windows (spec B6)
+    # guidance <= 1: the golden records the original's summing of overlapping windows (docs/departures.md#b6)
     blend = "average" if guidance > 1 else "sum (original, guidance<=1)"
     video = generate(models, reference, data["pose_images"], steps=params["steps"], guidance=guidance,
                      seed=params["gen_seed"], context_frames=run["context_frames"],
