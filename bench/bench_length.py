@@ -26,11 +26,10 @@ import psutil
 import soundfile
 
 from bench.common import machine_description, write_results
+from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
 from scripts.animate import SAMPLERS
 from scripts.workflow_api import set_inputs, workflow_to_prompt
-from tests.harness.client import ComfyClient
 from tests.harness.models_dir import build_models_dir
-from tests.harness.server import ComfyServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", REPO.parent / "shared")).resolve()
@@ -96,15 +95,16 @@ def long_workflow_prompt(client: ComfyClient, portrait: str, speech: str, size: 
 
 def run_length(seconds: float, size: int, steps: int, models: Path, work: Path) -> dict:
     speech = speech_of_length(SHARED / "assets" / "lyl.wav", seconds, work / f"speech_{seconds:g}s.flac")
-    server = ComfyServer(COMFY_ROOT, packs=[("ComfyUI-AniPortrait-Kit", REPO)], model_folders={"aniportrait": models},
-                         base_dir=work / f"server_{seconds:g}s")
+    server = ComfyServer.from_install(COMFY_ROOT, packs=[("ComfyUI-AniPortrait-Kit", REPO)],
+                                      model_folders={"aniportrait": models}, base_dir=work / f"server_{seconds:g}s",
+                                      env=OFFLINE_ENV)
     with server:
         client = ComfyClient(server.url, timeout=120)
         prompt = long_workflow_prompt(client, client.upload(SHARED / "assets" / "lyl.png"), client.upload(speech),
                                       size, steps)
-        idle = psutil.Process(server._process.pid).memory_info().rss
+        idle = psutil.Process(server.pid).memory_info().rss
         started = time.monotonic()
-        with PeakRss(server._process.pid) as rss:
+        with PeakRss(server.pid) as rss:
             def follow(event: dict) -> None:
                 node = (event.get("data") or {}).get("node")
                 if event.get("type") == "executing" and node is not None:

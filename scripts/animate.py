@@ -24,11 +24,10 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
+from models.comfy_host import ComfyClient, ComfyHostError, ComfyServer  # noqa: E402
 from models.files import download_command, missing_files  # noqa: E402
 from models.registry import FILM_MODELS, MODEL_FILES  # noqa: E402
 from scripts.workflow_api import WorkflowError, set_inputs, workflow_to_prompt  # noqa: E402
-from tests.harness.client import ComfyClient  # noqa: E402
-from tests.harness.server import ComfyServer  # noqa: E402
 
 WORKFLOWS = PACK_DIR / "workflows"
 # videos go here unless --out says otherwise (never into the pack's folder, which may be a git clone)
@@ -42,19 +41,6 @@ VIDEO_WRITERS = ("APK_VideoCombine", "APK_Lmk2VideoSamplerToFile")  # the node w
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
-
-
-class ComfyUIServer(ComfyServer):
-    """The tests' headless server, started with a given python and ComfyUI folder, on the GPU unless ``cpu``."""
-
-    def __init__(self, python: Path, comfyui: Path, cpu: bool, **kwargs):
-        super().__init__(comfyui.parent, **kwargs)
-        self.python, self.main, self.cpu = python, comfyui / "main.py", cpu
-
-    def command(self) -> list[str]:
-        # the harness's options follow its python and main.py; they always include --cpu (the tests have no GPU)
-        options = super().command()[2:]
-        return [str(self.python), str(self.main), *(option for option in options if self.cpu or option != "--cpu")]
 
 
 def gpu_available(python: Path) -> bool:
@@ -159,12 +145,12 @@ def use_pose_template(prompt: dict, template: str) -> None:
 
 def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir: Path) -> Path:
     cpu = args.cpu or not gpu_available(args.python)
-    server = ComfyUIServer(args.python, args.comfyui, cpu, packs=[(PACK_FOLDER_NAME, PACK_DIR)],
-                           model_folders={"aniportrait": args.models}, base_dir=base_dir)
+    server = ComfyServer(args.comfyui, args.python, packs=[(PACK_FOLDER_NAME, PACK_DIR)],
+                         model_folders={"aniportrait": args.models}, base_dir=base_dir, cpu=cpu)
     say(f"starting ComfyUI ({args.comfyui}, on the {'CPU' if cpu else 'GPU'}) ...")
     try:
         server.start()
-    except (RuntimeError, TimeoutError) as error:
+    except ComfyHostError as error:
         raise CliError(f"ComfyUI did not start: {str(error).splitlines()[0]}") from error
     try:
         client = ComfyClient(server.url, timeout=120)
@@ -181,6 +167,8 @@ def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir
         [combine_id] = [key for key, node in prompt.items() if node["class_type"] in VIDEO_WRITERS]
         [entry] = history["outputs"][combine_id]["images"]
         return server.output_dir / entry["subfolder"] / entry["filename"]
+    except ComfyHostError as error:  # a refused upload, a server that stopped answering
+        raise CliError(str(error)) from error
     finally:
         server.stop()
 

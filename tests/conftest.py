@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.harness.client import ComfyClient
+from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
 from tests.harness.models_dir import build_models_dir
-from tests.harness.server import ComfyServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", REPO.parent / "shared")).resolve()
@@ -71,8 +70,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path, asse
 @pytest.fixture(scope="session")
 def comfy_server(comfy_root: Path, tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real ComfyUI with this pack and the tiny models, shared by the whole session."""
-    server = ComfyServer(comfy_root, packs=[(PACK_FOLDER_NAME, REPO)], model_folders={"aniportrait": tiny_models},
-                         base_dir=tmp_path_factory.mktemp("comfy-base"))
+    server = ComfyServer.from_install(comfy_root, packs=[(PACK_FOLDER_NAME, REPO)],
+                                      model_folders={"aniportrait": tiny_models},
+                                      base_dir=tmp_path_factory.mktemp("comfy-base"), env=OFFLINE_ENV)
     server.start()
     try:
         yield server

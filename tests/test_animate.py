@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from models.comfy_host import ComfyServer
 from models.video_io import read_audio_track, read_video_frames
-from scripts.animate import ComfyUIServer, build_prompt, gpu_available, parse_args
+from scripts.animate import build_prompt, gpu_available, parse_args
 from tests.workflow_inputs import NO_FACE, SIZE, make_inputs, speech_frames, tiny_settings
 
 pytestmark = pytest.mark.server
@@ -106,7 +107,7 @@ def test_bad_arguments_are_explained_before_anything_starts(tmp_path, comfy_root
 
 def test_comfyui_is_asked_for_the_cpu_only_without_a_gpu(tmp_path):
     def command(cpu: bool) -> list[str]:
-        server = ComfyUIServer(Path(sys.executable), tmp_path / "ComfyUI", cpu, base_dir=tmp_path / "base")
+        server = ComfyServer(tmp_path / "ComfyUI", Path(sys.executable), base_dir=tmp_path / "base", cpu=cpu)
         return server.command()
 
     assert command(cpu=True).count("--cpu") == 1

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
 from models.registry import AUDIO2MESH_MODELS, AUDIO2POSE_MODELS, FACE_MODELS, VIDEO_MODELS
 from models.video_io import read_audio_track, read_video_frames
 from scripts.workflow_api import widget_slots, workflow_to_prompt
-from tests.harness.client import ComfyClient
-from tests.harness.server import ComfyServer
 from tests.ui.browser import UiBrowser, missing_requirements
 from tests.workflow_inputs import (NO_FACE, SIZE, WORKFLOWS, file_settings, load_workflow, make_inputs,
                                    speech_frames, tiny_settings, upload_inputs)
@@ -105,8 +104,8 @@ def fresh_server(comfy_root, tmp_path_factory, comfy_server):
     """A first-time install: no model files, nothing in the input folder."""
     [pack] = list((comfy_server.base_dir / "custom_nodes").iterdir())
     models = tmp_path_factory.mktemp("empty-models")
-    with ComfyServer(comfy_root, packs=[(pack.name, pack.resolve())], model_folders={"aniportrait": models},
-                     base_dir=tmp_path_factory.mktemp("fresh-base")) as server:
+    with ComfyServer.from_install(comfy_root, packs=[(pack.name, pack.resolve())],
+                                  model_folders={"aniportrait": models}, base_dir=tmp_path_factory.mktemp("fresh-base"), env=OFFLINE_ENV) as server:
         yield server
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.harness.client import ComfyClient
-from tests.harness.server import ComfyServer
+from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
 from tests.ui.browser import UiBrowser, missing_requirements
 from tests.workflow_inputs import WORKFLOW_DIR, load_workflow
 
@@ -66,8 +65,9 @@ return {scale, lowQuality: canvas.low_quality, nodes, groups,
 def default_server(comfy_root, comfy_server, tiny_models, tmp_path_factory):
     """A new user's ComfyUI: its own user folder (the editor's default settings) and an empty input folder."""
     [pack] = list((comfy_server.base_dir / "custom_nodes").iterdir())
-    with ComfyServer(comfy_root, packs=[(pack.name, pack.resolve())], model_folders={"aniportrait": tiny_models},
-                     base_dir=tmp_path_factory.mktemp("layout-base")) as server:
+    with ComfyServer.from_install(comfy_root, packs=[(pack.name, pack.resolve())],
+                                  model_folders={"aniportrait": tiny_models},
+                                  base_dir=tmp_path_factory.mktemp("layout-base"), env=OFFLINE_ENV) as server:
         yield server
 
 

@@ -14,11 +14,10 @@ import pytest
 import soundfile
 import torch
 
+from models.comfy_host import ComfyClient, ComfyServer, free_port
 from models.data import PoseSequence
 from models.motion.motion_file import Motion, save_motion
-from tests.harness.client import ComfyClient
 from tests.harness.graph import Graph
-from tests.harness.server import ComfyServer, free_port
 
 pytestmark = pytest.mark.server
 
@@ -428,8 +427,9 @@ def unconnected_server(comfy_root, tmp_path_factory, unconnected_env):
 
     models = tmp_path_factory.mktemp("no-models") / "aniportrait"
     models.mkdir()
-    server = ComfyServer(comfy_root, packs=[(PACK_FOLDER_NAME, REPO)], model_folders={"aniportrait": models},
-                         base_dir=tmp_path_factory.mktemp("comfy-unconnected"), env=unconnected_env)
+    server = ComfyServer.from_install(comfy_root, packs=[(PACK_FOLDER_NAME, REPO)],
+                                      model_folders={"aniportrait": models},
+                                      base_dir=tmp_path_factory.mktemp("comfy-unconnected"), env=unconnected_env)
     server.start()
     yield server
     server.stop()

@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
+from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer  # noqa: E402
 from scripts.workflow_api import WIDGET_TYPES, input_spec, widget_slots  # noqa: E402
 from workflows.layout import arrange  # noqa: E402
 
@@ -480,13 +480,11 @@ def write_workflows(object_info: dict, folder: Path = WORKFLOW_DIR) -> list[Path
 
 def fetch_object_info(server: str | None) -> dict:
     if server:
-        with urllib.request.urlopen(server.rstrip("/") + "/object_info", timeout=60) as response:
-            return json.load(response)
-    from tests.harness.server import ComfyServer
-
+        return ComfyClient(server).object_info()
     comfy_root = Path(os.environ.get("ANIPORTRAIT_COMFY_ROOT", Path.home() / ".cache" / "aniportrait-comfyui"))
     with tempfile.TemporaryDirectory(prefix="aniportrait-build-") as base, \
-            ComfyServer(comfy_root, packs=[("ComfyUI-AniPortrait-Kit", PACK_DIR)], base_dir=Path(base)) as temporary:
+            ComfyServer.from_install(comfy_root, packs=[("ComfyUI-AniPortrait-Kit", PACK_DIR)], base_dir=Path(base),
+                                     env=OFFLINE_ENV) as temporary:
         return fetch_object_info(temporary.url)
 
 

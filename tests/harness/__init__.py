@@ -1,1 +1,2 @@
-"""Test harness around a real ComfyUI: start a server with this pack, talk to it, build prompts and models folders."""
+"""Test helpers around the headless ComfyUI of models.comfy_host: prompts wired by socket type, a tiny models
+folder, a FILM stand-in."""

@@ -1,4 +1,5 @@
-"""HTTP + websocket client for ComfyUI's API, as the web UI uses it (stdlib + websocket-client)."""
+"""HTTP + websocket client for ComfyUI's API, as the web UI uses it (standard library; ``run`` also needs
+websocket-client)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from .errors import ComfyHostError, ComfyHostTimeout
 
 FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 
@@ -51,9 +54,9 @@ class PromptRun:
         return self.history.get("outputs", {}) if self.history else {}
 
     def describe(self) -> str:
-        """A short account for assertion messages."""
+        """A short account of what went wrong (or how it ended), for error messages."""
         if self.http_status != 200:
-            return f"POST /prompt -> HTTP {self.http_status}: {json.dumps(self.response)[:3000]}"
+            return f"POST /prompt -> HTTP {self.http_status}: {_shorten(self.response)}"
         if self.error:
             return (f"{self.error.get('node_type')} (node {self.error.get('node_id')}) raised "
                     f"{self.error.get('exception_type')}: {self.error.get('exception_message')}\n"
@@ -72,17 +75,23 @@ class ComfyClient:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """(status, decoded JSON or text); HTTP errors are returned, not raised."""
+        """(status, decoded JSON or text); HTTP errors are returned, not raised. Raises ComfyHostError when the
+        server cannot be reached."""
         req = urllib.request.Request(self.base_url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as error:
             return error.code, _decode(error.read())
+        except OSError as error:  # refused, reset, timed out
+            reason = getattr(error, "reason", None) or error
+            raise ComfyHostError(f"{method} {self.base_url}{path}: ComfyUI did not answer ({reason}); "
+                                 "is the server still running?") from error
 
     def get(self, path: str) -> Any:
         status, data = self.request("GET", path)
-        assert status == 200, f"GET {path} -> HTTP {status}: {data}"
+        if status != 200:
+            raise ComfyHostError(f"GET {path}: ComfyUI answered HTTP {status}: {_shorten(data)}")
         return data
 
     def post_json(self, path: str, payload: Any) -> tuple[int, Any]:
@@ -99,7 +108,8 @@ class ComfyClient:
         fields = {"overwrite": "true" if overwrite else "false", "type": "input"}
         body, content_type = _multipart(fields, "image", name, data)
         status, answer = self.request("POST", "/upload/image", body, {"Content-Type": content_type})
-        assert status == 200, f"upload of {name} -> HTTP {status}: {answer}"
+        if status != 200:
+            raise ComfyHostError(f"upload of {name}: ComfyUI answered HTTP {status}: {_shorten(answer)}")
         return answer["name"] if not answer.get("subfolder") else f"{answer['subfolder']}/{answer['name']}"
 
     def free(self, unload_models: bool = True, free_memory: bool = True) -> int:
@@ -127,13 +137,16 @@ class ComfyClient:
                                                   or entry["status"]["status_str"] == "error"):
                 return entry
             time.sleep(0.2)
-        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+        raise ComfyHostTimeout(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
 
     def run(self, prompt: dict, timeout: float = 300.0,
             on_event: Callable[[dict], None] | None = None) -> PromptRun:
         """Queue ``prompt`` and collect its websocket events until it finishes (the socket is opened first so no
         event is missed). ``on_event`` sees each JSON event as it arrives (e.g. to interrupt at a given node)."""
-        import websocket  # websocket-client
+        try:
+            import websocket  # websocket-client: not a requirement of the pack, only of this method
+        except ImportError as error:
+            raise ComfyHostError("ComfyClient.run needs websocket-client (pip install websocket-client)") from error
 
         ws_url = self.base_url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
         socket = websocket.create_connection(ws_url, timeout=5)
@@ -158,6 +171,9 @@ class ComfyClient:
                 message = socket.recv()
             except websocket.WebSocketTimeoutException:
                 continue
+            except websocket.WebSocketConnectionClosedException as error:
+                raise ComfyHostError(f"ComfyUI closed the websocket while prompt {result.prompt_id} ran; "
+                                     "did the server stop?") from error
             if isinstance(message, bytes):  # preview images
                 result.previews += 1
                 continue
@@ -170,7 +186,7 @@ class ComfyClient:
                 on_event(event)
             if event.get("type") in FINAL_EVENTS and data.get("prompt_id") == result.prompt_id:
                 return
-        raise TimeoutError(f"prompt {result.prompt_id} did not finish within {timeout:.0f} s; "
+        raise ComfyHostTimeout(f"prompt {result.prompt_id} did not finish within {timeout:.0f} s; "
                            f"last events: {result.events[-5:]}")
 
 
@@ -180,6 +196,11 @@ def _decode(raw: bytes) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _shorten(answer: Any, limit: int = 3000) -> str:
+    text = answer if isinstance(answer, str) else json.dumps(answer)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _multipart(fields: dict[str, str], file_field: str, filename: str, data: bytes) -> tuple[bytes, str]:

@@ -1,9 +1,9 @@
-"""A real ComfyUI server for tests, isolated in its own base directory and process group.
+"""A ComfyUI server in its own base directory and process group, with only the packs and model folders given.
 
-    with ComfyServer(comfy_root, packs=[repo], model_folders={"aniportrait": models}) as server:
+    with ComfyServer(comfyui, python, packs=[("MyPack", pack_dir)], model_folders={"aniportrait": models}) as server:
         ComfyClient(server.url).object_info()
-
-``comfy_root`` is what ``.ci/install_comfyui.sh`` creates: ``venv/`` and ``ComfyUI/``.
+    with ComfyServer.from_install(comfy_root, env=OFFLINE_ENV) as server:  # the install of .ci/install_comfyui.sh
+        ...
 """
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
-# The server must never reach the internet: a missing model file is an error, not a download.
+from .errors import ComfyHostError, ComfyHostTimeout
+
+# For a server that must never reach the internet (a missing model file is then an error, not a download): the
+# variables models/files.py's downloads_allowed() reads. The caller chooses; the server inherits its environment.
 OFFLINE_ENV = {"ANIPORTRAIT_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
 
@@ -29,18 +32,22 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, comfy_root: Path, packs: Sequence[tuple[str, Path]] = (),
+    def __init__(self, comfyui: Path, python: Path, packs: Sequence[tuple[str, Path]] = (),
                  model_folders: Mapping[str, Path] | None = None, base_dir: Path | None = None,
-                 ready_timeout: float = 240.0, env: Mapping[str, str] | None = None):
-        """``packs``: (folder name under custom_nodes, pack directory); ``model_folders``: folder name under
-        ``models/`` -> directory to link there; ``env``: variables set for the server on top of (or instead of)
-        the offline ones."""
-        self.env = {**OFFLINE_ENV, **(env or {})}
-        self.comfy_root = Path(comfy_root)
+                 ready_timeout: float = 240.0, env: Mapping[str, str] | None = None, cpu: bool = False):
+        """``comfyui``: the folder of ComfyUI's main.py; ``python``: the interpreter that runs it; ``packs``: (folder
+        name under custom_nodes, pack directory); ``model_folders``: folder name under ``models/`` -> directory to
+        link there; ``base_dir``: where ComfyUI keeps its inputs, outputs, user files and log (default: a new
+        temporary folder); ``env``: variables set for the server on top of this process's environment (e.g.
+        OFFLINE_ENV); ``cpu``: ComfyUI's --cpu (needed where torch has no GPU build)."""
+        self.comfyui = Path(comfyui)
+        self.python = Path(python)
         self.packs = list(packs)
         self.model_folders = dict(model_folders or {})
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="comfy-base-"))
         self.ready_timeout = ready_timeout
+        self.env = dict(env or {})
+        self.cpu = cpu
         self.log_path = self.base_dir / "server.log"
         self.port: int | None = None
         self.ready_seconds: float | None = None
@@ -48,9 +55,21 @@ class ComfyServer:
         self._process: subprocess.Popen | None = None
         self._log_file = None
 
+    @classmethod
+    def from_install(cls, comfy_root: Path, cpu: bool = True, **kwargs) -> "ComfyServer":
+        """The install of ``.ci/install_comfyui.sh`` in ``comfy_root`` (``venv/`` and ``ComfyUI/``, a CPU build of
+        torch, hence ``cpu``)."""
+        root = Path(comfy_root)
+        return cls(root / "ComfyUI", root / "venv" / "bin" / "python", cpu=cpu, **kwargs)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the leader of its process group)."""
+        return self._process.pid if self.is_running() else None
 
     @property
     def input_dir(self) -> Path:
@@ -72,8 +91,8 @@ class ComfyServer:
             settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
 
     def command(self) -> list[str]:
-        return [str(self.comfy_root / "venv" / "bin" / "python"), str(self.comfy_root / "ComfyUI" / "main.py"),
-                "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
+        return [str(self.python), str(self.comfyui / "main.py"), *(["--cpu"] if self.cpu else []),
+                "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
                 "--base-directory", str(self.base_dir), "--database-url", "sqlite:///:memory:",
                 "--disable-api-nodes", "--log-stdout",
                 "--preview-method", "latent2rgb"]  # samplers send previews, as in a desktop install
@@ -83,14 +102,18 @@ class ComfyServer:
         self.port = free_port()
         self._log_file = open(self.log_path, "w")
         started = time.monotonic()
-        # own session: stop() signals the whole process group, and only it
-        self._process = subprocess.Popen(self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.base_dir, start_new_session=True,
-                                         env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
+        try:  # own session: stop() signals the whole process group, and only it
+            self._process = subprocess.Popen(self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, cwd=self.base_dir, start_new_session=True,
+                                             env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
+        except OSError as error:
+            self.stop()
+            raise ComfyHostError(f"cannot run ComfyUI with {self.python}: {error}") from error
         while time.monotonic() - started < self.ready_timeout:
             if self._process.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with code {self._process.returncode} while starting:\n"
-                                   + self.log_tail())
+                self.stop()
+                raise ComfyHostError(f"ComfyUI exited with code {self._process.returncode} while starting "
+                                     f"(log: {self.log_path}):\n" + self.log_tail())
             try:
                 with urllib.request.urlopen(self.url + "/system_stats", timeout=2):
                     self.ready_seconds = time.monotonic() - started
@@ -99,8 +122,8 @@ class ComfyServer:
             except OSError:
                 time.sleep(0.25)
         self.stop()
-        raise TimeoutError(f"ComfyUI did not answer /system_stats within {self.ready_timeout:.0f} s:\n"
-                           + self.log_tail())
+        raise ComfyHostTimeout(f"ComfyUI did not answer /system_stats within {self.ready_timeout:.0f} s "
+                               f"(log: {self.log_path}):\n" + self.log_tail())
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
