@@ -175,7 +175,7 @@ def test_reference_of_odd_size_encodes_at_the_snapped_size(models, golden_dir):
     encoded = encode_reference(models, image, 61, 75)
     assert (encoded.width, encoded.height) == (64, 72)
     assert encoded.latent.shape == (1, 4, 9, 8)
-    with pytest.raises(ValueError, match="RGB uint8"):
+    with pytest.raises(ValueError, match="uint8 RGB"):
         encode_reference(models, image[..., :1], 64, 64)
 
 

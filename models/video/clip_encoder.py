@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..checkpoint import build_uninitialised, load_weights, read_state_dict
+from ..data import check_rgb_image
 from ..files import with_safetensors_variant
 
 CLIP_SIZE = 224
@@ -31,9 +32,7 @@ _POSITION_IDS = "vision_model.embeddings.position_ids"
 
 def clip_pixel_values(image: np.ndarray) -> torch.Tensor:
     """(1, 3, 224, 224) float32 CLIP input from an RGB uint8 (H, W, 3) image at its source resolution."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"the reference image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}.")
-    squashed = Image.fromarray(image).resize((CLIP_SIZE, CLIP_SIZE), Image.BICUBIC)
+    squashed = Image.fromarray(check_rgb_image(image, "the reference image")).resize((CLIP_SIZE, CLIP_SIZE), Image.BICUBIC)
     scaled = (np.asarray(squashed) * (1 / 255)).astype(np.float32)
     normalised = (scaled - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..cache import file_identity
+from ..data import check_rgb_image
 from ..progress import InterruptCheck, ProgressFn, checking_interrupt
 from .attention import attention_backend
 from .clip_encoder import encode_image, load_image_encoder
@@ -140,9 +141,7 @@ def snap_to_latent_grid(width: int, height: int) -> tuple[int, int]:
 @torch.no_grad()
 def encode_reference(models: VideoModels, image: np.ndarray, width: int, height: int) -> EncodedReference:
     """Encode an RGB uint8 (H, W, 3) reference image at its source resolution for a width x height video."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError("the reference image must be one RGB uint8 (H, W, 3) array, got "
-                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}.")
+    check_rgb_image(image, "the reference image")
     width, height = snap_to_latent_grid(width, height)
     image_encoder, vae, reference_unet = models.image_encoder, models.vae, models.reference_unet
     device, dtype = _device_and_dtype(reference_unet)
