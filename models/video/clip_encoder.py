@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoint import build_uninitialised, load_weights, read_state_dict
+from ..checkpoint import build_uninitialised, device_and_dtype, load_weights, read_state_dict
 from ..data import check_rgb_image
 from ..files import with_safetensors_variant
 
@@ -63,6 +63,6 @@ def load_image_encoder(folder: Path | str, dtype: torch.dtype = torch.float32) -
 @torch.no_grad()
 def encode_image(image_encoder: torch.nn.Module, image: np.ndarray) -> torch.Tensor:
     """(1, D) projected, not normalised, CLIP embedding of an RGB uint8 image (on the encoder's device/dtype)."""
-    weight = image_encoder.visual_projection.weight
-    pixels = clip_pixel_values(image).to(device=weight.device, dtype=weight.dtype)
+    device, dtype = device_and_dtype(image_encoder)
+    pixels = clip_pixel_values(image).to(device=device, dtype=dtype)
     return image_encoder(pixel_values=pixels).image_embeds

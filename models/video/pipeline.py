@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..cache import file_identity
+from ..checkpoint import device_and_dtype
 from ..data import check_rgb_image
 from ..progress import InterruptCheck, ProgressFn, checking_interrupt
 from .attention import attention_backend
@@ -124,11 +125,6 @@ class EncodedReference:
     dtype: torch.dtype                     # the precision it was encoded in
 
 
-def _device_and_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    parameter = next(module.parameters())
-    return parameter.device, parameter.dtype
-
-
 def snap_to_latent_grid(width: int, height: int) -> tuple[int, int]:
     """The nearest sizes the VAE can represent (multiples of 8), with a log note when they differ."""
     snapped = tuple(max(VAE_SCALE_FACTOR, int(round(v / VAE_SCALE_FACTOR)) * VAE_SCALE_FACTOR)
@@ -144,7 +140,7 @@ def encode_reference(models: VideoModels, image: np.ndarray, width: int, height:
     check_rgb_image(image, "the reference image")
     width, height = snap_to_latent_grid(width, height)
     image_encoder, vae, reference_unet = models.image_encoder, models.vae, models.reference_unet
-    device, dtype = _device_and_dtype(reference_unet)
+    device, dtype = device_and_dtype(reference_unet)
     clip_embeds = encode_image(image_encoder, image).to(device=device, dtype=dtype)[:, None]
     latent = encode_latent(vae, vae_pixel_values(image, width, height)).to(device=device, dtype=dtype)
     bank = round_bank_like_original(reference_unet(latent, clip_embeds))
@@ -294,7 +290,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
     check_window_statistics(len(windows[0]), width, height)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
-    device, dtype = _device_and_dtype(unet)
+    device, dtype = device_and_dtype(unet)
     latent_shape = (1, unet.config.in_channels, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
     if init_latents is None:
         latents = initial_noise(seed, num_frames, width, height, dtype, unet.config.in_channels)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoint import build_uninitialised, load_weights, read_state_dict
+from ..checkpoint import build_uninitialised, device_and_dtype, load_weights, read_state_dict
 from ..data import check_rgb_image
 from ..files import with_safetensors_variant
 from ..progress import InterruptCheck
@@ -143,15 +143,11 @@ def vae_pixel_values(image: np.ndarray, width: int, height: int) -> torch.Tensor
     return 2.0 * torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None] - 1.0
 
 
-def _param(vae: torch.nn.Module) -> torch.Tensor:
-    return next(vae.parameters())
-
-
 @torch.no_grad()
 def encode_latent(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """Scaled posterior mean (B, 4, H/8, W/8) of images in [-1, 1]."""
-    weight = _param(vae)
-    return vae.encode(pixels.to(device=weight.device, dtype=weight.dtype)).latent_dist.mean * LATENT_SCALE
+    device, dtype = device_and_dtype(vae)
+    return vae.encode(pixels.to(device=device, dtype=dtype)).latent_dist.mean * LATENT_SCALE
 
 
 def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int = 1,
