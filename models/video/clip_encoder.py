@@ -32,7 +32,8 @@ _POSITION_IDS = "vision_model.embeddings.position_ids"
 
 def clip_pixel_values(image: np.ndarray) -> torch.Tensor:
     """(1, 3, 224, 224) float32 CLIP input from an RGB uint8 (H, W, 3) image at its source resolution."""
-    squashed = Image.fromarray(check_rgb_image(image, "the reference image")).resize((CLIP_SIZE, CLIP_SIZE), Image.BICUBIC)
+    check_rgb_image(image, "the reference image")
+    squashed = Image.fromarray(image).resize((CLIP_SIZE, CLIP_SIZE), Image.BICUBIC)
     scaled = (np.asarray(squashed) * (1 / 255)).astype(np.float32)
     normalised = (scaled - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]

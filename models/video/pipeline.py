@@ -40,7 +40,7 @@ from .context import context_windows, frame_coverage
 from .decoding import decode_video
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
 from .memory import DeviceMemory, run_in_batches
-from .memory_plan import decode_frames_per_call, unet_windows_per_call
+from .memory_plan import cfg_rows, decode_frames_per_call, unet_windows_per_call
 from .pose_source import PoseImageArray, PoseSource, resize_frame, resize_note
 from .pose_guider import check_window_statistics
 from .reference_unet import round_bank_like_original
@@ -219,7 +219,7 @@ class _WindowBatches:
         self.windows = windows
         self.indices = torch.tensor(windows, dtype=torch.int64, device=device)  # (n_windows, f)
         self.guided = guided
-        self.rows = 2 if guided else 1
+        self.rows = cfg_rows(guided)
         self._clip_embeds = clip_embeds
         self._contexts: dict[int, tuple[torch.Tensor, list[bool]]] = {}
 

@@ -138,7 +138,8 @@ def load_vae(path: Path | str, dtype: torch.dtype = torch.float32) -> torch.nn.M
 
 def vae_pixel_values(image: np.ndarray, width: int, height: int) -> torch.Tensor:
     """(1, 3, H, W) float32 in [-1, 1]: PIL LANCZOS resize to (width, height), /255, *2-1 (VaeImageProcessor)."""
-    resized = Image.fromarray(check_rgb_image(image, "the reference image")).resize((width, height), Image.LANCZOS)
+    check_rgb_image(image, "the reference image")
+    resized = Image.fromarray(image).resize((width, height), Image.LANCZOS)
     scaled = np.asarray(resized).astype(np.float32) / 255.0
     return 2.0 * torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None] - 1.0
 
