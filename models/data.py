@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+FPS_TOLERANCE = 1e-6  # frame rates closer than this are one rate (the same value through float arithmetic)
+
+
+def same_fps(first: float, second: float, tolerance: float = FPS_TOLERANCE) -> bool:
+    return abs(first - second) <= tolerance
+
 
 def check_rgb_image(image: np.ndarray, what: str) -> np.ndarray:
     """``image`` if it is one (H, W, 3) uint8 RGB array (how the stages pass images), else a ValueError naming

@@ -12,7 +12,7 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
-from ..models.data import LandmarkSequence
+from ..models.data import LandmarkSequence, same_fps
 from ..models.progress import checking_interrupt
 from ..models.video.attention import attention_backend
 from ..models.video.config import RELEASED_CONFIG, Lmk2VideoConfig, PoseGuiderConfig
@@ -40,7 +40,7 @@ BLEND_CHOICES = {"average": "average", "sum (original at cfg<=1)": "sum (origina
 LOOP_CHOICES = {"closed (original)": True, "open": False}
 SPEED_CHOICES = {"default": (), "channels_last": ("channels_last",), "torch.compile": ("compile",),
                  "torch.compile + channels_last": ("compile", "channels_last")}
-FPS_TOLERANCE = 1e-3
+WIDGET_FPS_TOLERANCE = 1e-3  # the fps widgets round to 0.001
 RELEASED_POSE_GUIDER = RELEASED_CONFIG.pose_guider
 
 
@@ -316,7 +316,7 @@ class Lmk2VideoSamplerToFile(io.ComfyNode):
     def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
                 window_blend, loop, fps, format, filename_prefix, save_output, pose_images=None, landmarks=None,
                 audio=None, speed="default") -> io.NodeOutput:
-        if landmarks is not None and abs(landmarks.fps - fps) > FPS_TOLERANCE:
+        if landmarks is not None and not same_fps(landmarks.fps, fps, WIDGET_FPS_TOLERANCE):
             raise ValueError(f"AniPortrait: the landmarks are at {landmarks.fps:g} fps but 'fps' is {fps:g}; the "
                              "lips would drift from the speech. Connect the same fps to both.")
         poses = pose_input(reference, pose_images, landmarks)
