@@ -78,33 +78,36 @@ class VideoModelFiles:
     image_encoder: Path    # a transformers folder
     config: Lmk2VideoConfig = RELEASED_CONFIG  # the inference config's hyper-parameters (motion modules, ...)
 
+    def _network(self, part: str) -> tuple[tuple[Path, ...], Callable[[torch.dtype], torch.nn.Module]]:
+        """The files network ``part`` is built from, and how to build it on the CPU in a dtype."""
+        networks = {
+            "image_encoder": ((self.image_encoder,), lambda dtype: load_image_encoder(self.image_encoder, dtype)),
+            "vae": ((self.vae,), lambda dtype: load_vae(self.vae, dtype)),
+            "reference_unet": ((self.unet_config, self.reference_unet),
+                               lambda dtype: load_reference_unet(self.unet_config, self.reference_unet, dtype)),
+            "denoising_unet": ((self.unet_config, self.denoising_unet, self.motion_module),
+                               lambda dtype: load_denoising_unet(self.unet_config, self.denoising_unet,
+                                                                 self.motion_module, dtype, self.config.unet)),
+            "pose_guider": ((self.pose_guider,),
+                            lambda dtype: load_pose_guider(self.pose_guider, dtype, self.config.pose_guider))}
+        if part not in networks:
+            raise ValueError(f"unknown video model part {part!r}")
+        return networks[part]
+
     def cache_key(self, part: str) -> tuple:
         """What ``load(part, ...)`` depends on: the identities of the files ``part`` is built from, plus the config
         settings of that part (only its own, so changing one does not load the other networks again)."""
-        files = {"image_encoder": (self.image_encoder,), "vae": (self.vae,),
-                 "reference_unet": (self.unet_config, self.reference_unet),
-                 "denoising_unet": (self.unet_config, self.denoising_unet, self.motion_module),
-                 "pose_guider": (self.pose_guider,)}[part]
+        files, _ = self._network(part)
         settings = {"pose_guider": (self.config.pose_guider,), "denoising_unet": (self.config.unet,)}.get(part, ())
         return (part, *(file_identity(path) for path in files), *settings)
 
     def load(self, part: str, dtype: torch.dtype) -> torch.nn.Module:
         """Build one network on the CPU in ``dtype``, in eval mode (the PoseGuider keeps batch statistics)."""
-        if part == "image_encoder":
-            return load_image_encoder(self.image_encoder, dtype)
-        if part == "vae":
-            return load_vae(self.vae, dtype)
-        if part == "reference_unet":
-            return load_reference_unet(self.unet_config, self.reference_unet, dtype)
-        if part == "denoising_unet":
-            return load_denoising_unet(self.unet_config, self.denoising_unet, self.motion_module, dtype,
-                                       self.config.unet)
-        if part == "pose_guider":
-            return load_pose_guider(self.pose_guider, dtype, self.config.pose_guider)
-        raise ValueError(f"unknown video model part {part!r}")
+        _, build = self._network(part)
+        return build(dtype)
 
 
-VIDEO_MODEL_PARTS = ("image_encoder", "vae", "reference_unet", "denoising_unet", "pose_guider")
+VIDEO_MODEL_PARTS = tuple(VideoModels.__annotations__)  # the networks, in the order load_video_models loads them
 
 
 def load_video_models(files: VideoModelFiles, dtype: torch.dtype = torch.float32,
