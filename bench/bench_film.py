@@ -11,7 +11,6 @@ the real network. Writes bench/results/film_<weights>_cpu.json and .md.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,13 +18,12 @@ from pathlib import Path
 import torch
 
 from bench.bench_video import denoising_models, reference_models, synthetic_inputs
-from bench.common import machine_description, timed, write_results
+from bench.common import SHARED, machine_description, timed, write_results
 from models.video.frame_interpolation import interpolate, load_film, select_keyframes
 from models.video.pipeline import encode_reference, generate, load_video_models
 from tests.golden.cases_video import tiny_video_files
 from tests.harness.film_stand_in import write_film_stand_in
 
-SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DEFAULTS = {"tiny": {"size": 128, "frames": 48, "steps": 4}, "full": {"size": 64, "frames": 24, "steps": 2}}
 
 

@@ -11,22 +11,31 @@ runs it (chunks converted into a float IMAGE batch). Best of N passes, one proce
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.common import best_seconds, machine_description, write_results
+from bench.common import SHARED, best_seconds, machine_description, write_results
 from models.data import FaceAnalysis, FaceTrack, LandmarkSequence
 from models.face.drawing import draw_pose_image, draw_pose_images, raw_to_display
 from models.face.projection import project_mesh_sequence
 from models.face.retarget import retarget_face
 
-CASES = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cases"
+CASES = SHARED / "golden" / "cases"
 
 
 def tiled(array: np.ndarray, count: int) -> np.ndarray:
     return np.resize(array, (count,) + array.shape[1:])
+
+
+def golden_face_motion(count: int, size: int) -> tuple[FaceAnalysis, np.ndarray, np.ndarray]:
+    """The golden reference face (at ``size`` x ``size``) with its Audio2Mesh offsets and poses tiled to ``count``
+    frames."""
+    mesh = np.load(CASES / "c_mesh_projection.npz")
+    offsets = tiled(np.load(CASES / "a_audio2mesh.npz")["a2m_out"].reshape(-1, 468, 3), count)
+    face = FaceAnalysis(lmks=mesh["mp_lmks"], lmks3d=mesh["mp_lmks3d"], trans_mat=mesh["mp_trans_mat"],
+                        blendshapes=mesh["mp_bs"], width=size, height=size)
+    return face, offsets, tiled(mesh["pose_seq"], count)
 
 
 def render_into(images: torch.Tensor, landmarks: LandmarkSequence, chunk: int = 32) -> None:
@@ -45,11 +54,7 @@ def main() -> None:
     torch.set_num_threads(2)
     count, size = args.frames, args.size
 
-    mesh = np.load(CASES / "c_mesh_projection.npz")
-    offsets = tiled(np.load(CASES / "a_audio2mesh.npz")["a2m_out"].reshape(-1, 468, 3), count)
-    poses = tiled(mesh["pose_seq"], count)
-    face = FaceAnalysis(lmks=mesh["mp_lmks"], lmks3d=mesh["mp_lmks3d"], trans_mat=mesh["mp_trans_mat"],
-                        blendshapes=mesh["mp_bs"], width=size, height=size)
+    face, offsets, poses = golden_face_motion(count, size)
     batched_s = best_seconds(lambda: project_mesh_sequence(face, offsets, poses), args.repeats)
     per_frame_s = best_seconds(lambda: [project_mesh_sequence(face, offsets[i:i + 1], poses[i:i + 1])
                                         for i in range(count)], args.repeats)

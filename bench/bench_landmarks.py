@@ -12,13 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.common import best_seconds, machine_description, write_results
+from bench.common import SHARED, best_seconds, machine_description, write_results
 from models.face.geometry import face_geometry
 from models.face.landmarker import FaceLandmarker
 from models.video_io import read_video_frames
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

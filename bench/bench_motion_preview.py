@@ -11,7 +11,6 @@ limited to 2 threads. Writes bench/results/motion_preview.json and .md.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import cv2
 import numpy as np
 import soundfile
 
-from bench.bench_geometry import tiled
+from bench.bench_geometry import CASES, golden_face_motion
 from bench.common import best_seconds, machine_description, write_results
-from models.data import FaceAnalysis, LandmarkSequence
+from models.data import LandmarkSequence
 from models.face.drawing import draw_pose_images
 from models.face.projection import project_mesh_sequence
 from models.motion.preview import preview_frames
@@ -29,8 +28,6 @@ from models.video_io import AudioTrack, write_video
 
 FPS = 30.0
 PREVIEW_OPTIONS = {"preset": "ultrafast"}   # what the node passes
-SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CASES = SHARED / "golden" / "cases"
 
 
 def main() -> None:
@@ -42,11 +39,7 @@ def main() -> None:
     cv2.setNumThreads(2)
     count, size = args.frames, args.size
 
-    mesh = np.load(CASES / "c_mesh_projection.npz")
-    offsets = tiled(np.load(CASES / "a_audio2mesh.npz")["a2m_out"].reshape(-1, 468, 3), count)
-    face = FaceAnalysis(lmks=mesh["mp_lmks"], lmks3d=mesh["mp_lmks3d"], trans_mat=mesh["mp_trans_mat"],
-                        blendshapes=mesh["mp_bs"], width=size, height=size)
-    landmarks = LandmarkSequence(project_mesh_sequence(face, offsets, tiled(mesh["pose_seq"], count)), size, size, FPS)
+    landmarks = LandmarkSequence(project_mesh_sequence(*golden_face_motion(count, size)), size, size, FPS)
     speech, rate = soundfile.read(CASES / "audio.wav", dtype="float32")
     audio = AudioTrack(np.resize(speech, round(count / FPS * rate))[None], rate)
     portrait = np.full((size, size, 3), 128, np.uint8)

@@ -31,6 +31,7 @@ import psutil
 import torch
 
 from bench.common import machine_description, write_results
+from models.checkpoint import device_and_dtype
 from models.video import memory_plan
 from models.video.clip_encoder import IMAGE_ENCODER_CONFIG, encode_image
 from models.video.context import context_windows
@@ -164,8 +165,7 @@ def time_encoder_stages(meter: Meter, encoders: SimpleNamespace, portrait: np.nd
 def time_denoising_stages(meter: Meter, models: SimpleNamespace, reference: EncodedReference, poses: np.ndarray,
                           window: int, steps: int, repeats: int) -> dict[str, dict]:
     """PoseGuider and CFG UNet on one window, a DDIM step, and VAE decoding one frame and the whole video."""
-    parameter = next(models.denoising_unet.parameters())
-    device, dtype = parameter.device, parameter.dtype
+    device, dtype = device_and_dtype(models.denoising_unet)
     frames, size = poses.shape[0], poses.shape[1]
     pose = (2.0 * torch.from_numpy(poses[:window]).permute(3, 0, 1, 2).float() - 1.0)[None]
     pose = pose.to(device=device, dtype=dtype).contiguous()

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the shared inputs (golden cases, assets): ANIPORTRAIT_SHARED, else ../shared next to the repository
+SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", Path(__file__).resolve().parents[2] / "shared")).resolve()
 T = TypeVar("T")
 
 

@@ -126,3 +126,9 @@ def build_uninitialised(build: Callable[[], torch.nn.Module]) -> torch.nn.Module
     with torch.device("meta"):
         module = build()
     return module.to_empty(device="cpu")
+
+
+def device_and_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where a loaded module's weights are (all of them share one device and dtype): where its inputs must go."""
+    parameter = next(module.parameters())
+    return parameter.device, parameter.dtype

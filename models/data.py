@@ -10,6 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+FPS_TOLERANCE = 1e-6  # frame rates closer than this are one rate (the same value through float arithmetic)
+
+
+def same_fps(first: float, second: float, tolerance: float = FPS_TOLERANCE) -> bool:
+    return abs(first - second) <= tolerance
+
+
+def check_rgb_image(image: np.ndarray, what: str) -> np.ndarray:
+    """``image`` if it is one (H, W, 3) uint8 RGB array (how the stages pass images), else a ValueError naming
+    ``what``."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"AniPortrait: {what} must be an (H, W, 3) uint8 RGB image, got "
+                         f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}.")
+    return image
+
 
 @dataclass
 class FaceAnalysis:

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 ANIPORTRAIT_REPO = "ZJYang/AniPortrait"
+MODELS_FOLDER_NAME = "aniportrait"  # ComfyUI/models/<this>: the pack's model folder (a ComfyUI folder_paths name)
 # ANIPORTRAIT_FACE_LANDMARKER_URL replaces the download address of the MediaPipe file (a mirror; the download
 # tests point it at a local server). Hub files follow HF_ENDPOINT instead.
 MEDIAPIPE_FACE_LANDMARKER_URL = os.environ.get(

@@ -19,7 +19,7 @@ from ..models.audio.head_pose import head_pose_from_audio, load_pose_template, l
 from ..models.audio.waveform import (decode_audio_file, frame_count, normalize_speech, speech_from_comfy_audio,
                                      speech_sample_count)
 from ..models.cache import file_identity
-from ..models.data import MeshSequence, PoseSequence
+from ..models.data import MeshSequence, PoseSequence, same_fps
 from . import types as apk
 from .search import search_aliases
 from .common import (cached_model, check_interrupt, folder_choices, model_choices, progress_bar, resolve_models,
@@ -213,7 +213,7 @@ class HeadPoseTemplate(io.ComfyNode):
                 pose_sequence: PoseSequence | None = None) -> io.NodeOutput:
         seq_len = frame_count(speech_sample_count(audio, "audio"), fps)
         if pose_sequence is not None:
-            if abs(pose_sequence.fps - fps) > 1e-6:
+            if not same_fps(pose_sequence.fps, fps):
                 log.warning("AniPortrait: looping a %.3g fps pose sequence at %.3g fps (rows are used as frames)",
                             pose_sequence.fps, fps)
             return io.NodeOutput(PoseSequence(loop_pose_template(pose_sequence.poses, seq_len), fps))

@@ -17,13 +17,12 @@ import folder_paths
 from ..models import slots
 from ..models.cache import MODEL_CACHE
 from ..models.files import ensure_models
-from ..models.registry import MODEL_FILES
+from ..models.registry import MODEL_FILES, MODELS_FOLDER_NAME as FOLDER_NAME
 from .paths import model_choice
 from .runtime import mark_in_use
 
 log = logging.getLogger("aniportrait")
 
-FOLDER_NAME = "aniportrait"
 WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".task", ".json", ".npy"}
 PRECISIONS = ["auto", "fp16", "bf16", "fp32"]
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..models.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace
+from ..models.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace, same_fps
 from ..models.face.drawing import draw_pose_images, raw_to_display
 from ..models.face.projection import project_mesh_sequence
 from ..models.face.reference import reference_pose_image
 from . import types as apk
 from .common import check_interrupt, progress_bar, uint8_to_images
 
-FPS_TOLERANCE = 1e-6
 RENDER_CHUNK = 32   # frames drawn between progress updates / interrupt checks
 
 
@@ -22,7 +21,7 @@ def _check_mesh_and_pose(mesh: MeshSequence, pose: PoseSequence, reference: Refe
                          f"{mesh.offsets.shape}.")
     if pose.poses.ndim != 2 or pose.poses.shape[1] != 6:
         raise ValueError(f"AniPortrait: input 'pose' must hold (frames, 6) head poses, got {pose.poses.shape}.")
-    if abs(mesh.fps - pose.fps) > FPS_TOLERANCE:
+    if not same_fps(mesh.fps, pose.fps):
         raise ValueError(f"AniPortrait: input 'mesh' is at {mesh.fps:g} fps but input 'pose' at {pose.fps:g} fps. "
                          "Generate both at the same fps.")
     if len(pose.poses) < len(mesh.offsets):

@@ -7,13 +7,11 @@ import os
 import numpy as np
 from comfy_api.latest import io, ui
 
-import folder_paths
-
 from ..models.data import PoseSequence
 from ..models.face.pose_template import TEMPLATE_SMOOTHING, pose_template
 from ..models.face.retarget import DEFAULT_SMOOTHING, SIZE_MODES, retarget_face
 from . import types as apk
-from .paths import save_location
+from .output import output_file
 from .search import search_aliases
 
 log = logging.getLogger("aniportrait")
@@ -59,12 +57,9 @@ class RetargetFace(io.ComfyNode):
 def save_template(poses: np.ndarray, filename_prefix: str) -> str:
     """Writes the template as ``.npy`` (float64, (M, 6), like AniPortrait's pose_temp.npy) into ComfyUI's output
     folder; returns the path relative to it."""
-    folder, name, counter, subfolder = save_location(filename_prefix, folder_paths.get_output_directory(),
-                                                     "filename_prefix")
-    os.makedirs(folder, exist_ok=True)
-    filename = f"{name}_{counter:05}_.npy"
-    np.save(os.path.join(folder, filename), poses)
-    return os.path.join(subfolder, filename)
+    path, subfolder, _ = output_file(filename_prefix, True, 0, 0, ".npy")
+    np.save(path, poses)
+    return os.path.join(subfolder, path.name)
 
 
 class PoseTemplate(io.ComfyNode):

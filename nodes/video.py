@@ -12,10 +12,10 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
-from ..models.data import LandmarkSequence
+from ..models.data import LandmarkSequence, same_fps
 from ..models.progress import checking_interrupt
 from ..models.video.attention import attention_backend
-from ..models.video.config import Lmk2VideoConfig, PoseGuiderConfig
+from ..models.video.config import RELEASED_CONFIG, Lmk2VideoConfig, PoseGuiderConfig
 from ..models.video.context import context_windows
 from ..models.video.memory_plan import sampler_memory_required
 from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
@@ -40,7 +40,8 @@ BLEND_CHOICES = {"average": "average", "sum (original at cfg<=1)": "sum (origina
 LOOP_CHOICES = {"closed (original)": True, "open": False}
 SPEED_CHOICES = {"default": (), "channels_last": ("channels_last",), "torch.compile": ("compile",),
                  "torch.compile + channels_last": ("compile", "channels_last")}
-FPS_TOLERANCE = 1e-3
+WIDGET_FPS_TOLERANCE = 1e-3  # the fps widgets round to 0.001
+RELEASED_POSE_GUIDER = RELEASED_CONFIG.pose_guider
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,14 @@ class LoadLmk2VideoModels(io.ComfyNode):
                                        "AniPortrait uses), bf16 where fp16 is slow, fp32 on the CPU; the VAE "
                                        "follows --fp32-vae/--bf16-vae/--fp16-vae. A VAE batch that overflows in "
                                        "half precision is decoded again in fp32."),
-                io.Int.Input("pose_guider_heads", default=16, min=1, max=128, optional=True,
-                             tooltip="Attention heads of the PoseGuider's inner transformers. Leave at 16 for "
-                                     "AniPortrait's pose_guider.pth; only non-standard checkpoints differ."),
-                io.Int.Input("pose_guider_head_dim", default=88, min=1, max=512, optional=True,
-                             tooltip="Width of each of those heads. Leave at 88 for AniPortrait's pose_guider.pth."),
+                io.Int.Input("pose_guider_heads", default=RELEASED_POSE_GUIDER.heads, min=1, max=128, optional=True,
+                             tooltip="Attention heads of the PoseGuider's inner transformers. Leave at "
+                                     f"{RELEASED_POSE_GUIDER.heads} for AniPortrait's pose_guider.pth; only "
+                                     "non-standard checkpoints differ."),
+                io.Int.Input("pose_guider_head_dim", default=RELEASED_POSE_GUIDER.head_dim, min=1, max=512,
+                             optional=True,
+                             tooltip=f"Width of each of those heads. Leave at {RELEASED_POSE_GUIDER.head_dim} for "
+                                     "AniPortrait's pose_guider.pth."),
             ],
             outputs=[apk.VideoModels.Output(display_name="models",
                                             tooltip="The chosen networks and precision, for the reference encoder "
@@ -121,7 +125,8 @@ class LoadLmk2VideoModels(io.ComfyNode):
 
     @classmethod
     def execute(cls, denoising_unet, reference_unet, motion_module, pose_guider, unet_config, vae, image_encoder,
-                precision, pose_guider_heads=16, pose_guider_head_dim=88) -> io.NodeOutput:
+                precision, pose_guider_heads=RELEASED_POSE_GUIDER.heads,
+                pose_guider_head_dim=RELEASED_POSE_GUIDER.head_dim) -> io.NodeOutput:
         choices = {"denoising_unet": denoising_unet, "reference_unet": reference_unet,
                    "motion_module": motion_module, "pose_guider": pose_guider, "sd15_unet_config": unet_config,
                    "image_encoder": image_encoder}
@@ -311,7 +316,7 @@ class Lmk2VideoSamplerToFile(io.ComfyNode):
     def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
                 window_blend, loop, fps, format, filename_prefix, save_output, pose_images=None, landmarks=None,
                 audio=None, speed="default") -> io.NodeOutput:
-        if landmarks is not None and abs(landmarks.fps - fps) > FPS_TOLERANCE:
+        if landmarks is not None and not same_fps(landmarks.fps, fps, WIDGET_FPS_TOLERANCE):
             raise ValueError(f"AniPortrait: the landmarks are at {landmarks.fps:g} fps but 'fps' is {fps:g}; the "
                              "lips would drift from the speech. Connect the same fps to both.")
         poses = pose_input(reference, pose_images, landmarks)

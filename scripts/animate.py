@@ -26,7 +26,7 @@ sys.path.insert(0, str(PACK_DIR))
 
 from models.comfy_host import ComfyClient, ComfyHostError, ComfyServer  # noqa: E402
 from models.files import download_command, missing_files  # noqa: E402
-from models.registry import FILM_MODELS, MODEL_FILES  # noqa: E402
+from models.registry import FILM_MODELS, MODEL_FILES, MODELS_FOLDER_NAME  # noqa: E402
 from scripts.workflow_api import WorkflowError, set_inputs, workflow_to_prompt  # noqa: E402
 
 WORKFLOWS = PACK_DIR / "workflows"
@@ -253,7 +253,7 @@ def default_output(image: Path, audio: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out = args.out or default_output(args.image, args.audio)
-    args.models = (args.models or args.comfyui / "models" / "aniportrait").resolve()
+    args.models = (args.models or args.comfyui / "models" / MODELS_FOLDER_NAME).resolve()
     base_dir = Path(tempfile.mkdtemp(prefix="aniportrait-animate-"))
     server_log = base_dir / "server.log"
     started, succeeded = time.monotonic(), False

@@ -17,13 +17,13 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
 from models.files import MissingModelFilesError, ensure_models, missing_files, with_safetensors_variant  # noqa: E402
-from models.registry import MODEL_FILES  # noqa: E402
+from models.registry import MODEL_FILES, MODELS_FOLDER_NAME  # noqa: E402
 
 
 def default_models_dir() -> Path:
     """``ComfyUI/models/aniportrait`` when the pack sits in ``ComfyUI/custom_nodes/``."""
     if PACK_DIR.parent.name == "custom_nodes":
-        return PACK_DIR.parent.parent / "models" / "aniportrait"
+        return PACK_DIR.parent.parent / "models" / MODELS_FOLDER_NAME
     raise SystemExit("This pack is not inside ComfyUI/custom_nodes/: say where the models go with --models-dir DIR")
 
 

@@ -20,7 +20,7 @@ from models.checkpoint import read_state_dict
 from models.video.clip_encoder import encode_image, load_image_encoder
 from models.video.context import context_windows, frame_coverage
 from models.video.motion_module import VanillaTemporalModule
-from models.video.pipeline import (encode_reference, generate, initial_noise, load_video_models,
+from models.video.pipeline import (VIDEO_MODEL_PARTS, encode_reference, generate, initial_noise, load_video_models,
                                    snap_to_latent_grid)
 from models.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, load_vae, to_diffusers_layout
 from tests.golden.cases_video import tiny_video_files
@@ -175,7 +175,7 @@ def test_reference_of_odd_size_encodes_at_the_snapped_size(models, golden_dir):
     encoded = encode_reference(models, image, 61, 75)
     assert (encoded.width, encoded.height) == (64, 72)
     assert encoded.latent.shape == (1, 4, 9, 8)
-    with pytest.raises(ValueError, match="RGB uint8"):
+    with pytest.raises(ValueError, match="uint8 RGB"):
         encode_reference(models, image[..., :1], 64, 64)
 
 
@@ -261,7 +261,7 @@ def test_each_network_depends_only_on_its_own_config_settings(golden_dir):
                "denoising_unet": dataclasses.replace(config, unet=unet)}
     for changed_part, other_config in changed.items():
         other = dataclasses.replace(files, config=other_config)
-        for part in ("image_encoder", "vae", "reference_unet", "denoising_unet", "pose_guider"):
+        for part in VIDEO_MODEL_PARTS:
             assert (other.cache_key(part) != files.cache_key(part)) == (part == changed_part), part
     assert files.cache_key("vae") != files.cache_key("image_encoder")
 

@@ -3,6 +3,7 @@
 // and shows the warnings a running node raises (the "aniportrait.warning" message) as toasts.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { fetchPackJson } from "./apk_fetch.js";
 
 const NODE_PREFIX = "APK_";
 const DOWNLOAD_HINT = "run scripts/download_models.py in the pack's folder with the Python that runs ComfyUI " +
@@ -23,13 +24,7 @@ function missingModelsOfNode(node, status) {
 }
 
 async function refreshModelStatus() {
-  try {
-    const response = await api.fetchApi("/aniportrait/models");
-    modelStatus = response.ok ? await response.json() : null;
-  } catch (error) {
-    console.warn("[AniPortrait] model status unavailable:", error);
-    modelStatus = null;
-  }
+  modelStatus = await fetchPackJson("/aniportrait/models", "model status");
   app.graph?.setDirtyCanvas(true, true);
   return modelStatus;
 }

@@ -8,6 +8,7 @@
 //   words in GET /aniportrait/search_aliases ("lip sync", "talking head", ...). Newer ComfyUI does this itself.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { fetchPackJson } from "./apk_fetch.js";
 
 const EXTENSION_NAME = "AniPortrait.FrontDoor";
 const PICK_SUFFIX = "(pick a file)";
@@ -77,12 +78,7 @@ function describeCards() {
 }
 
 async function describeTemplates() {
-  try {
-    const response = await api.fetchApi("/aniportrait/workflows");
-    descriptions = response.ok ? await response.json() : null;
-  } catch (error) {
-    console.warn("[AniPortrait] workflow descriptions unavailable:", error);
-  }
+  descriptions = await fetchPackJson("/aniportrait/workflows", "workflow descriptions");
   if (!descriptions) return;
   new MutationObserver(() => {
     if (document.querySelector('[data-testid^="template-workflow-"]')) describeCards();
@@ -125,12 +121,7 @@ async function addSearchAliases() {
   const store = nodeDefStore();
   const ours = store?.nodeDefsByName?.APK_Audio2Mesh;
   if (!store || !ours || ours.search_aliases !== undefined) return;  // this ComfyUI searches aliases itself
-  try {
-    const response = await api.fetchApi("/aniportrait/search_aliases");
-    aliases = response.ok ? await response.json() : null;
-  } catch (error) {
-    console.warn("[AniPortrait] search aliases unavailable:", error);
-  }
+  aliases = await fetchPackJson("/aniportrait/search_aliases", "search aliases");
   if (aliases) searchAliasesToo();
 }
 

@@ -13,7 +13,6 @@ keys/values; and because the memory mask is diagonal, frame i's cross-attention 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -21,21 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import CheckpointMismatchError, checkpoint_shapes, read_state_dict
+from ..position_table import sinusoidal_positions
 from .wav2vec2 import Wav2Vec2FrameEncoder, build_encoder, load_audio_model
 
 NUM_HEADS = 8  # hard-coded in the original (not recoverable from tensor shapes)
 _EXPECTED = "an AniPortrait audio2pose checkpoint"
-
-
-def sinusoidal_positions(length: int, width: int, start: int = 0) -> torch.Tensor:
-    """``[length, width]`` rows ``start..start+length-1`` of the transformer sine/cosine table, float32 as the
-    original builds ``PPE.pe``."""
-    position = torch.arange(start, start + length, dtype=torch.float).unsqueeze(1)
-    frequency = torch.exp(torch.arange(0, width, 2).float() * (-math.log(10000.0) / width))
-    table = torch.zeros(length, width)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)
-    return table
 
 
 class PositionalEncoding(nn.Module):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from ..checkpoint import CheckpointMismatchError, load_weights, read_state_dict
+from ..checkpoint import CheckpointMismatchError, device_and_dtype, load_weights, read_state_dict
 from ..files import with_safetensors_variant
 from .waveform import SAMPLE_RATE
 
@@ -222,7 +222,7 @@ def load_hub_weights(encoder: Wav2Vec2FrameEncoder, folder: Path | str) -> None:
 
 def speech_input(input_values: np.ndarray, model: torch.nn.Module) -> torch.Tensor:
     """One standardised 16 kHz clip as the ``[1, N]`` float32 input of ``model``, on the model's device."""
-    device = next(model.parameters()).device
+    device, _ = device_and_dtype(model)
     return torch.from_numpy(np.ascontiguousarray(input_values, dtype=np.float32)).to(device)[None]
 
 

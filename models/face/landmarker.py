@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import FaceAnalysis
+from ..data import FaceAnalysis, check_rgb_image
 from .geometry import FaceGeometryError, face_geometry
 from .task_file import TASK_FILE_HINT, read_geometry_metadata
 
@@ -154,9 +154,7 @@ def _contains(lmks: np.ndarray, point: np.ndarray) -> bool:
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"AniPortrait: the face landmarker needs an (H, W, 3) uint8 RGB image, got "
-                         f"{getattr(rgb, 'shape', type(rgb))} {getattr(rgb, 'dtype', '')}.")
+    check_rgb_image(rgb, "the face landmarker's image")
     if min(rgb.shape[:2]) < 1:
         raise ValueError(f"AniPortrait: the image to analyse is empty ({rgb.shape[1]}x{rgb.shape[0]}).")
     return np.ascontiguousarray(rgb)

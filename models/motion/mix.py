@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import FaceTrack, MeshSequence, PoseSequence
+from ..data import FaceTrack, MeshSequence, PoseSequence, same_fps
 from ..face.pose_template import relative_head_poses
 from ..face.retarget import neutral_frame, resample_to_fps
 from ..smoothing import smooth_pose_seq
@@ -12,7 +12,6 @@ from .edits import checked_offsets
 from .looping import ping_pong
 from .regions import REGIONS, region_weights
 
-FPS_TOLERANCE = 1e-6
 SOURCES = ("speech", "driving")
 
 
@@ -38,7 +37,7 @@ def mix_meshes(speech: MeshSequence, driving: MeshSequence, reference_mesh: np.n
     a shorter or longer driving motion is looped forwards and backwards (as Head Pose Template loops a pose)."""
     speech_offsets = checked_offsets(speech, reference_mesh)
     driving_offsets = checked_offsets(driving, reference_mesh)
-    if abs(speech.fps - driving.fps) > FPS_TOLERANCE:
+    if not same_fps(speech.fps, driving.fps):
         raise ValueError(f"AniPortrait: the speech motion is at {speech.fps:g} fps but the driving motion at "
                          f"{driving.fps:g} fps. Make the driving motion at the same fps.")
     unknown = {name: source for name, source in sources.items() if source not in SOURCES}

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import LandmarkSequence, MeshSequence, PoseSequence
+from ..data import LandmarkSequence, MeshSequence, PoseSequence, same_fps
 
 FORMAT = "aniportrait-motion"
 VERSION = 1
-FPS_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -53,7 +52,7 @@ def common_fps(motion: Motion) -> float:
         raise ValueError("AniPortrait: nothing to save; connect a mesh, a pose or landmarks.")
     rates = {name: float(part.fps) for name, part in parts.items()}
     first = next(iter(rates.values()))
-    if any(abs(rate - first) > FPS_TOLERANCE for rate in rates.values()):
+    if not all(same_fps(rate, first) for rate in rates.values()):
         raise ValueError(f"AniPortrait: the sequences to save differ in frame rate ({rates}); a motion file holds "
                          "one fps. Make them at the same fps.")
     return first

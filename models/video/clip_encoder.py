@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoint import build_uninitialised, load_weights, read_state_dict
+from ..checkpoint import build_uninitialised, device_and_dtype, load_weights, read_state_dict
+from ..data import check_rgb_image
 from ..files import with_safetensors_variant
 
 CLIP_SIZE = 224
@@ -32,8 +33,7 @@ _POSITION_IDS = "vision_model.embeddings.position_ids"
 
 def clip_pixel_values(image: np.ndarray) -> torch.Tensor:
     """(1, 3, 224, 224) float32 CLIP input from an RGB uint8 (H, W, 3) image at its source resolution."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"the reference image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}.")
+    check_rgb_image(image, "the reference image")
     squashed = Image.fromarray(image).resize((CLIP_SIZE, CLIP_SIZE), Image.BICUBIC)
     scaled = (np.asarray(squashed) * (1 / 255)).astype(np.float32)
     normalised = (scaled - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
@@ -65,6 +65,6 @@ def load_image_encoder(folder: Path | str, dtype: torch.dtype = torch.float32) -
 @torch.no_grad()
 def encode_image(image_encoder: torch.nn.Module, image: np.ndarray) -> torch.Tensor:
     """(1, D) projected, not normalised, CLIP embedding of an RGB uint8 image (on the encoder's device/dtype)."""
-    weight = image_encoder.visual_projection.weight
-    pixels = clip_pixel_values(image).to(device=weight.device, dtype=weight.dtype)
+    device, dtype = device_and_dtype(image_encoder)
+    pixels = clip_pixel_values(image).to(device=device, dtype=dtype)
     return image_encoder(pixel_values=pixels).image_embeds

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from ..checkpoint import device_and_dtype
 from ..progress import InterruptCheck, ProgressFn
 from .memory import DeviceMemory, run_in_batches
 from .streaming import FrameSink
@@ -56,7 +57,7 @@ class _Decoder:
         return images
 
     def _dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
+        return device_and_dtype(self.vae)[1]
 
     def _run(self, latents: torch.Tensor) -> torch.Tensor:
         latents = latents.to(self._dtype())

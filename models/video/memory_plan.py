@@ -41,10 +41,14 @@ def free_device_memory(device: torch.device) -> int:
     return int(psutil.virtual_memory().available * MEMORY_HEADROOM)
 
 
+def cfg_rows(guided: bool) -> int:
+    """Batch rows per window in a UNet call: unconditional and conditional with classifier-free guidance, else one."""
+    return 2 if guided else 1
+
+
 def unet_window_bytes(window_frames: int, width: int, height: int, guided: bool, dtype: torch.dtype) -> int:
     """Working memory of one context window (both CFG rows when ``guided``) in a UNet call."""
-    rows = 2 if guided else 1
-    latent_elements = window_frames * (height // VAE_SCALE_FACTOR) * (width // VAE_SCALE_FACTOR) * rows
+    latent_elements = window_frames * (height // VAE_SCALE_FACTOR) * (width // VAE_SCALE_FACTOR) * cfg_rows(guided)
     return UNET_BYTES_PER_LATENT_ELEMENT * latent_elements * dtype.itemsize
 
 

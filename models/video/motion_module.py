@@ -6,11 +6,11 @@ temporal self-attention (so it reaches Q, K and V) but not to the residual path.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
 
+from ..position_table import sinusoidal_positions
 from .blocks import TRANSFORMER_NORM_EPS, Attention, FeedForward
 from .config import MotionModuleConfig
 
@@ -18,20 +18,10 @@ from .config import MotionModuleConfig
 MOTION_MODULE_NORM_GROUPS = 32
 
 
-def sinusoidal_positions(max_len: int, dim: int) -> torch.Tensor:
-    """(1, max_len, dim) table: sin at even, cos at odd channels, frequencies 10000^(-2i/dim)."""
-    position = torch.arange(max_len).unsqueeze(1)
-    frequencies = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
-    table = torch.zeros(1, max_len, dim)
-    table[0, :, 0::2] = torch.sin(position * frequencies)
-    table[0, :, 1::2] = torch.cos(position * frequencies)
-    return table
-
-
 class PositionalEncoding(nn.Module):
     def __init__(self, dim: int, max_len: int):
         super().__init__()
-        self.register_buffer("pe", sinusoidal_positions(max_len, dim))  # persistent: it is in motion_module.pth
+        self.register_buffer("pe", sinusoidal_positions(max_len, dim)[None])  # persistent: it is in motion_module.pth
 
 
 class TemporalSelfAttention(Attention):

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from ..cache import file_identity
+from ..checkpoint import device_and_dtype
+from ..data import check_rgb_image
 from ..progress import InterruptCheck, ProgressFn, checking_interrupt
 from .attention import attention_backend
 from .clip_encoder import encode_image, load_image_encoder
@@ -39,7 +41,7 @@ from .context import context_windows, frame_coverage
 from .decoding import decode_video
 from .loading import load_denoising_unet, load_pose_guider, load_reference_unet
 from .memory import DeviceMemory, run_in_batches
-from .memory_plan import decode_frames_per_call, unet_windows_per_call
+from .memory_plan import cfg_rows, decode_frames_per_call, unet_windows_per_call
 from .pose_source import PoseImageArray, PoseSource, resize_frame, resize_note
 from .pose_guider import check_window_statistics
 from .reference_unet import round_bank_like_original
@@ -77,33 +79,36 @@ class VideoModelFiles:
     image_encoder: Path    # a transformers folder
     config: Lmk2VideoConfig = RELEASED_CONFIG  # the inference config's hyper-parameters (motion modules, ...)
 
+    def _network(self, part: str) -> tuple[tuple[Path, ...], Callable[[torch.dtype], torch.nn.Module]]:
+        """The files network ``part`` is built from, and how to build it on the CPU in a dtype."""
+        networks = {
+            "image_encoder": ((self.image_encoder,), lambda dtype: load_image_encoder(self.image_encoder, dtype)),
+            "vae": ((self.vae,), lambda dtype: load_vae(self.vae, dtype)),
+            "reference_unet": ((self.unet_config, self.reference_unet),
+                               lambda dtype: load_reference_unet(self.unet_config, self.reference_unet, dtype)),
+            "denoising_unet": ((self.unet_config, self.denoising_unet, self.motion_module),
+                               lambda dtype: load_denoising_unet(self.unet_config, self.denoising_unet,
+                                                                 self.motion_module, dtype, self.config.unet)),
+            "pose_guider": ((self.pose_guider,),
+                            lambda dtype: load_pose_guider(self.pose_guider, dtype, self.config.pose_guider))}
+        if part not in networks:
+            raise ValueError(f"unknown video model part {part!r}")
+        return networks[part]
+
     def cache_key(self, part: str) -> tuple:
         """What ``load(part, ...)`` depends on: the identities of the files ``part`` is built from, plus the config
         settings of that part (only its own, so changing one does not load the other networks again)."""
-        files = {"image_encoder": (self.image_encoder,), "vae": (self.vae,),
-                 "reference_unet": (self.unet_config, self.reference_unet),
-                 "denoising_unet": (self.unet_config, self.denoising_unet, self.motion_module),
-                 "pose_guider": (self.pose_guider,)}[part]
+        files, _ = self._network(part)
         settings = {"pose_guider": (self.config.pose_guider,), "denoising_unet": (self.config.unet,)}.get(part, ())
         return (part, *(file_identity(path) for path in files), *settings)
 
     def load(self, part: str, dtype: torch.dtype) -> torch.nn.Module:
         """Build one network on the CPU in ``dtype``, in eval mode (the PoseGuider keeps batch statistics)."""
-        if part == "image_encoder":
-            return load_image_encoder(self.image_encoder, dtype)
-        if part == "vae":
-            return load_vae(self.vae, dtype)
-        if part == "reference_unet":
-            return load_reference_unet(self.unet_config, self.reference_unet, dtype)
-        if part == "denoising_unet":
-            return load_denoising_unet(self.unet_config, self.denoising_unet, self.motion_module, dtype,
-                                       self.config.unet)
-        if part == "pose_guider":
-            return load_pose_guider(self.pose_guider, dtype, self.config.pose_guider)
-        raise ValueError(f"unknown video model part {part!r}")
+        _, build = self._network(part)
+        return build(dtype)
 
 
-VIDEO_MODEL_PARTS = ("image_encoder", "vae", "reference_unet", "denoising_unet", "pose_guider")
+VIDEO_MODEL_PARTS = tuple(VideoModels.__annotations__)  # the networks, in the order load_video_models loads them
 
 
 def load_video_models(files: VideoModelFiles, dtype: torch.dtype = torch.float32,
@@ -124,11 +129,6 @@ class EncodedReference:
     dtype: torch.dtype                     # the precision it was encoded in
 
 
-def _device_and_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    parameter = next(module.parameters())
-    return parameter.device, parameter.dtype
-
-
 def snap_to_latent_grid(width: int, height: int) -> tuple[int, int]:
     """The nearest sizes the VAE can represent (multiples of 8), with a log note when they differ."""
     snapped = tuple(max(VAE_SCALE_FACTOR, int(round(v / VAE_SCALE_FACTOR)) * VAE_SCALE_FACTOR)
@@ -141,12 +141,10 @@ def snap_to_latent_grid(width: int, height: int) -> tuple[int, int]:
 @torch.no_grad()
 def encode_reference(models: VideoModels, image: np.ndarray, width: int, height: int) -> EncodedReference:
     """Encode an RGB uint8 (H, W, 3) reference image at its source resolution for a width x height video."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError("the reference image must be one RGB uint8 (H, W, 3) array, got "
-                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}.")
+    check_rgb_image(image, "the reference image")
     width, height = snap_to_latent_grid(width, height)
     image_encoder, vae, reference_unet = models.image_encoder, models.vae, models.reference_unet
-    device, dtype = _device_and_dtype(reference_unet)
+    device, dtype = device_and_dtype(reference_unet)
     clip_embeds = encode_image(image_encoder, image).to(device=device, dtype=dtype)[:, None]
     latent = encode_latent(vae, vae_pixel_values(image, width, height)).to(device=device, dtype=dtype)
     bank = round_bank_like_original(reference_unet(latent, clip_embeds))
@@ -225,7 +223,7 @@ class _WindowBatches:
         self.windows = windows
         self.indices = torch.tensor(windows, dtype=torch.int64, device=device)  # (n_windows, f)
         self.guided = guided
-        self.rows = 2 if guided else 1
+        self.rows = cfg_rows(guided)
         self._clip_embeds = clip_embeds
         self._contexts: dict[int, tuple[torch.Tensor, list[bool]]] = {}
 
@@ -296,7 +294,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
     check_window_statistics(len(windows[0]), width, height)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
-    device, dtype = _device_and_dtype(unet)
+    device, dtype = device_and_dtype(unet)
     latent_shape = (1, unet.config.in_channels, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
     if init_latents is None:
         latents = initial_noise(seed, num_frames, width, height, dtype, unet.config.in_channels)

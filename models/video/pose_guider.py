@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import SpatialTransformer
+from .config import PoseGuiderConfig
 
 
 class BatchStatisticsNorm2d(nn.BatchNorm2d):
@@ -33,8 +34,9 @@ def _conv_norm_relu(in_channels: int, out_channels: int, kernel: int = 3, stride
 
 
 class PoseGuider(nn.Module):
-    def __init__(self, noise_latent_channels: int = 320, num_heads: int = 16, head_dim: int = 88, use_ca: bool = True):
-        """``num_heads`` x ``head_dim``: width of the inner transformers (16 x 88 in the released model), which
+    def __init__(self, noise_latent_channels: int = 320, num_heads: int = PoseGuiderConfig.heads,
+                 head_dim: int = PoseGuiderConfig.head_dim, use_ca: bool = True):
+        """``num_heads`` x ``head_dim``: width of the inner transformers (``PoseGuiderConfig``), which
         exist only with ``use_ca`` (the original's switch; on in the released model)."""
         super().__init__()
         c = noise_latent_channels

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoint import build_uninitialised, load_weights, read_state_dict
+from ..checkpoint import build_uninitialised, device_and_dtype, load_weights, read_state_dict
+from ..data import check_rgb_image
 from ..files import with_safetensors_variant
 from ..progress import InterruptCheck
 
@@ -137,22 +138,17 @@ def load_vae(path: Path | str, dtype: torch.dtype = torch.float32) -> torch.nn.M
 
 def vae_pixel_values(image: np.ndarray, width: int, height: int) -> torch.Tensor:
     """(1, 3, H, W) float32 in [-1, 1]: PIL LANCZOS resize to (width, height), /255, *2-1 (VaeImageProcessor)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"the reference image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}.")
+    check_rgb_image(image, "the reference image")
     resized = Image.fromarray(image).resize((width, height), Image.LANCZOS)
     scaled = np.asarray(resized).astype(np.float32) / 255.0
     return 2.0 * torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None] - 1.0
 
 
-def _param(vae: torch.nn.Module) -> torch.Tensor:
-    return next(vae.parameters())
-
-
 @torch.no_grad()
 def encode_latent(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """Scaled posterior mean (B, 4, H/8, W/8) of images in [-1, 1]."""
-    weight = _param(vae)
-    return vae.encode(pixels.to(device=weight.device, dtype=weight.dtype)).latent_dist.mean * LATENT_SCALE
+    device, dtype = device_and_dtype(vae)
+    return vae.encode(pixels.to(device=device, dtype=dtype)).latent_dist.mean * LATENT_SCALE
 
 
 def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int = 1,
