@@ -7,9 +7,9 @@ speech of several lengths (lyl.wav repeated and cut to length).
 
 Each length runs in a fresh server, so one run's allocations cannot hide the next one's. Peak memory is the
 resident set size of the server process, sampled every 20 ms from the moment the prompt is queued until it is
-finished (and per node, from the websocket's "executing" events); "idle" is the same server's RSS after start-up, before the prompt (the server runs on the CPU, as
-CI). Targets (issue 16): the longest clip's peak within 1.25x of the
-shortest's, and at most 3 GB above the idle server. Writes bench/results/length[_NAME].json and .md.
+finished (and per node, from the websocket's "executing" events); "idle" is the same server's RSS after start-up,
+before the prompt (the server runs on the CPU, as CI). Targets (issue 16): the longest clip's peak within 1.25x of
+the shortest's, and at most 3 GB above the idle server. Writes bench/results/length[_NAME].json and .md.
 """
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ import numpy as np
 import psutil
 import soundfile
 
-from bench.common import machine_description, write_results
+from bench.common import SHARED, machine_description, write_results
 from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
+from models.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
 from scripts.animate import SAMPLERS
 from scripts.workflow_api import set_inputs, workflow_to_prompt
 from tests.harness.models_dir import build_models_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", REPO.parent / "shared")).resolve()
 COMFY_ROOT = Path(os.environ.get("ANIPORTRAIT_COMFY_ROOT", Path.home() / ".cache" / "aniportrait-comfyui"))
 GIB = 2 ** 30
 FPS = 30.0
@@ -95,9 +95,9 @@ def long_workflow_prompt(client: ComfyClient, portrait: str, speech: str, size: 
 
 def run_length(seconds: float, size: int, steps: int, models: Path, work: Path) -> dict:
     speech = speech_of_length(SHARED / "assets" / "lyl.wav", seconds, work / f"speech_{seconds:g}s.flac")
-    server = ComfyServer.from_install(COMFY_ROOT, packs=[("ComfyUI-AniPortrait-Kit", REPO)],
-                                      model_folders={"aniportrait": models}, base_dir=work / f"server_{seconds:g}s",
-                                      env=OFFLINE_ENV)
+    server = ComfyServer.from_install(COMFY_ROOT, packs=[(PACK_FOLDER_NAME, REPO)],
+                                      model_folders={MODELS_FOLDER_NAME: models},
+                                      base_dir=work / f"server_{seconds:g}s", env=OFFLINE_ENV)
     with server:
         client = ComfyClient(server.url, timeout=120)
         prompt = long_workflow_prompt(client, client.upload(SHARED / "assets" / "lyl.png"), client.upload(speech),
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aniportrait-bench-length-") as temporary:
         work = Path(temporary)
-        models = build_models_dir(work / "models" / "aniportrait", SHARED / "golden", SHARED / "assets")
+        models = build_models_dir(work / "models" / MODELS_FOLDER_NAME, SHARED / "golden", SHARED / "assets")
         runs = []
         for seconds in sorted(args.seconds):
             runs.append(run_length(seconds, args.size, args.steps, models, work))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 ANIPORTRAIT_REPO = "ZJYang/AniPortrait"
 MODELS_FOLDER_NAME = "aniportrait"  # ComfyUI/models/<this>: the pack's model folder (a ComfyUI folder_paths name)
+PACK_FOLDER_NAME = "ComfyUI-AniPortrait-Kit"  # the pack's folder under custom_nodes/ (registry, templates, tests)
 # ANIPORTRAIT_FACE_LANDMARKER_URL replaces the download address of the MediaPipe file (a mirror; the download
 # tests point it at a local server). Hub files follow HF_ENDPOINT instead.
 MEDIAPIPE_FACE_LANDMARKER_URL = os.environ.get(

@@ -26,7 +26,7 @@ sys.path.insert(0, str(PACK_DIR))
 
 from models.comfy_host import ComfyClient, ComfyHostError, ComfyServer  # noqa: E402
 from models.files import download_command, missing_files  # noqa: E402
-from models.registry import FILM_MODELS, MODEL_FILES, MODELS_FOLDER_NAME  # noqa: E402
+from models.registry import FILM_MODELS, MODEL_FILES, MODELS_FOLDER_NAME, PACK_FOLDER_NAME  # noqa: E402
 from scripts.workflow_api import WorkflowError, set_inputs, workflow_to_prompt  # noqa: E402
 
 WORKFLOWS = PACK_DIR / "workflows"
@@ -34,7 +34,6 @@ WORKFLOWS = PACK_DIR / "workflows"
 DEFAULT_OUTPUT_DIR = Path(os.environ.get("ANIPORTRAIT_OUTPUT_DIR", Path.home() / "aniportrait-output"))
 PROGRESS_EVERY = 1.0  # seconds between two progress lines of the same node
 FORMATS = {".mp4": "mp4 (h264+aac)", ".webm": "webm (vp9+opus)"}
-PACK_FOLDER_NAME = "ComfyUI-AniPortrait-Kit"
 SAMPLERS = ("APK_Lmk2VideoSampler", "APK_Lmk2VideoSamplerToFile")
 VIDEO_WRITERS = ("APK_VideoCombine", "APK_Lmk2VideoSamplerToFile")  # the node whose file is the result
 
@@ -146,7 +145,7 @@ def use_pose_template(prompt: dict, template: str) -> None:
 def run(args: argparse.Namespace, extra: list[tuple[str, str, object]], base_dir: Path) -> Path:
     cpu = args.cpu or not gpu_available(args.python)
     server = ComfyServer(args.comfyui, args.python, packs=[(PACK_FOLDER_NAME, PACK_DIR)],
-                         model_folders={"aniportrait": args.models}, base_dir=base_dir, cpu=cpu)
+                         model_folders={MODELS_FOLDER_NAME: args.models}, base_dir=base_dir, cpu=cpu)
     say(f"starting ComfyUI ({args.comfyui}, on the {'CPU' if cpu else 'GPU'}) ...")
     try:
         server.start()

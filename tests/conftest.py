@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
+from models.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
 from tests.harness.models_dir import build_models_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +19,6 @@ GOLDEN = SHARED / "golden"
 FILM_STAND_IN = SHARED / "golden-wide" / "tiny" / "film_tiny.pt"  # TorchScript stand-in for film_net_fp16.pt
 ASSETS = SHARED / "assets"
 ARTIFACTS = REPO / "tests" / "artifacts"  # git-ignored; CI keeps it for post-mortems
-PACK_FOLDER_NAME = "ComfyUI-AniPortrait-Kit"
 
 
 @pytest.fixture(scope="session")
@@ -64,14 +64,15 @@ def comfy_root() -> Path:
 def tiny_models(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path, assets_dir: Path) -> Path:
     """A models folder (layout of pretrained_weights/) of links to the tiny golden checkpoints (FILM: see
     build_models_dir)."""
-    return build_models_dir(tmp_path_factory.mktemp("models") / "aniportrait", golden_dir, assets_dir, FILM_STAND_IN)
+    return build_models_dir(tmp_path_factory.mktemp("models") / MODELS_FOLDER_NAME, golden_dir, assets_dir,
+                            FILM_STAND_IN)
 
 
 @pytest.fixture(scope="session")
 def comfy_server(comfy_root: Path, tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real ComfyUI with this pack and the tiny models, shared by the whole session."""
     server = ComfyServer.from_install(comfy_root, packs=[(PACK_FOLDER_NAME, REPO)],
-                                      model_folders={"aniportrait": tiny_models},
+                                      model_folders={MODELS_FOLDER_NAME: tiny_models},
                                       base_dir=tmp_path_factory.mktemp("comfy-base"), env=OFFLINE_ENV)
     server.start()
     try:

@@ -22,6 +22,7 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
 from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer  # noqa: E402
+from models.registry import PACK_FOLDER_NAME  # noqa: E402
 from scripts.workflow_api import WIDGET_TYPES, input_spec, widget_slots  # noqa: E402
 from workflows.layout import arrange  # noqa: E402
 
@@ -483,7 +484,7 @@ def fetch_object_info(server: str | None) -> dict:
         return ComfyClient(server).object_info()
     comfy_root = Path(os.environ.get("ANIPORTRAIT_COMFY_ROOT", Path.home() / ".cache" / "aniportrait-comfyui"))
     with tempfile.TemporaryDirectory(prefix="aniportrait-build-") as base, \
-            ComfyServer.from_install(comfy_root, packs=[("ComfyUI-AniPortrait-Kit", PACK_DIR)], base_dir=Path(base),
+            ComfyServer.from_install(comfy_root, packs=[(PACK_FOLDER_NAME, PACK_DIR)], base_dir=Path(base),
                                      env=OFFLINE_ENV) as temporary:
         return fetch_object_info(temporary.url)
 
