@@ -38,7 +38,7 @@ from models.video.context import context_windows
 from models.video.loading import build_denoising_unet, build_pose_guider, build_reference_unet
 from models.video.pipeline import EncodedReference, encode_reference, generate
 from models.video.reference_unet import round_bank_like_original
-from models.video.scheduler import DDIMSampler
+from models.video.scheduler import DDIMScheduler
 from models.video.sd15_unet_config import SD15_UNET_CONFIG
 from models.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, encode_latent, vae_pixel_values
 
@@ -175,7 +175,7 @@ def time_denoising_stages(meter: Meter, models: SimpleNamespace, reference: Enco
     context = torch.cat([torch.zeros_like(embeds), embeds])
     noisy = torch.randn((2, 4, window, size // 8, size // 8), device=device, dtype=dtype)
     timestep = torch.tensor(999, device=device)
-    scheduler = DDIMSampler()
+    scheduler = DDIMScheduler()
     scheduler.set_timesteps(steps)
     latents = torch.randn((1, 4, frames, size // 8, size // 8), device=device, dtype=dtype)
     decode_batch = min(frames, memory_plan.decode_frames_per_call(size, size, dtype,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import audio, interpolation, landmarks, motion, output, pose_render, reenactment, routes, video
+from . import audio, face, geometry, interpolation, motion, output, reenactment, routes, video
 from .common import register_model_folder
 from .inputs import check_numbers_first
 from .runtime import install_memory_hooks
@@ -12,7 +12,7 @@ from .ui_warnings import install_warning_forwarding
 
 def all_nodes() -> list[type[io.ComfyNode]]:
     """Every node of the pack; each checks its numeric inputs against its schema's limits before it runs."""
-    modules = (audio, landmarks, pose_render, video, interpolation, reenactment, output, motion)
+    modules = (audio, face, geometry, video, interpolation, reenactment, output, motion)
     return [check_numbers_first(node) for module in modules for node in module.NODES]
 
 

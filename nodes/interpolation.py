@@ -21,7 +21,7 @@ from .common import (FOLDER_NAME, PRECISIONS, cached_model, check_interrupt, mod
 
 log = logging.getLogger("aniportrait")
 
-CATEGORY = "AniPortrait/video"
+CATEGORY = "AniPortrait/interpolation"
 FI_STEP_TOOLTIP = ("Diffuse every fi_step-th pose frame; FILM makes the others. 3 (the original's -acc default) "
                    "is about 3x faster sampling; larger steps are faster still but lose lip detail, because only "
                    "the keyframes follow the mouth.")

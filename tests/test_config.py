@@ -14,7 +14,7 @@ from models.video.config import (RELEASED_CONFIG, Lmk2VideoConfig, MotionModuleC
 from models.video.loading import build_denoising_unet, build_reference_unet, load_pose_guider
 from models.video.motion_module import VanillaTemporalModule
 from models.video.pose_guider import PoseGuider
-from models.video.scheduler import DDIMConfig, DDIMSampler
+from models.video.scheduler import DDIMConfig, DDIMScheduler
 
 # an SD1.5-layout UNet config unlike SD1.5 in every size: 5 heads that do not divide the channels, 16 groups
 SMALL_UNET = {"block_out_channels": [32, 64, 64, 64], "layers_per_block": 1, "attention_head_dim": 5,
@@ -161,11 +161,11 @@ def test_pose_guider_heads_and_use_ca_come_from_config_and_file(tmp_path):
     {"prediction_type": "sample", "timestep_spacing": "linspace", "set_alpha_to_one": False, "steps_offset": 0},
 ])
 def test_ddim_matches_diffusers_for_other_configs(overrides):
-    from diffusers import DDIMScheduler
+    from diffusers import DDIMScheduler as DiffusersDDIMScheduler
 
     config = dataclasses.replace(RELEASED_CONFIG.scheduler, **overrides)
     kwargs = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
-    theirs, ours = DDIMScheduler(**kwargs), DDIMSampler(config)
+    theirs, ours = DiffusersDDIMScheduler(**kwargs), DDIMScheduler(config)
     # diffusers' float32 cumprod is the same computation: exact on one machine
     torch.testing.assert_close(ours.alphas_cumprod, theirs.alphas_cumprod, rtol=0, atol=0)
     generator = torch.Generator().manual_seed(2)

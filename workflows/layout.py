@@ -17,7 +17,7 @@ STAGE_COLORS = {"Inputs": "#3f789e", "Motion": "#8A8", "Video": "#a1309b", "Outp
 INPUT_TYPES = {"LoadImage", "LoadVideo", "LoadAudio", "APK_LoadAudio", "PrimitiveInt", "PrimitiveFloat",
                "PrimitiveString", "PrimitiveBoolean", "MarkdownNote", "Note"}
 # pack categories -> stage (any other AniPortrait/ category is part of the motion stage)
-CATEGORY_STAGES = {"AniPortrait/video": "Video", "AniPortrait/output": "Output"}
+CATEGORY_STAGES = {"AniPortrait/video": "Video", "AniPortrait/interpolation": "Video", "AniPortrait/output": "Output"}
 
 LOD_ZOOM = 8 / 14          # the editor's default text threshold (see above)
 MIN_SCALE, MAX_SCALE = 0.62, 1.0  # a margin above LOD_ZOOM, so text stays drawn after a small zoom-out

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..position_table import sinusoidal_positions
-from .blocks import TRANSFORMER_NORM_EPS, Attention, FeedForward
+from .layers import TRANSFORMER_NORM_EPS, Attention, FeedForward
 from .config import MotionModuleConfig
 
 # GroupNorm of the temporal transformer: hard-coded 32 groups in the original (not a config value)

@@ -45,7 +45,7 @@ from .memory_plan import cfg_rows, decode_frames_per_call, unet_windows_per_call
 from .pose_source import PoseImageArray, PoseSource, resize_frame, resize_note
 from .pose_guider import check_window_statistics
 from .reference_unet import round_bank_like_original
-from .scheduler import DDIMConfig, DDIMSampler
+from .scheduler import DDIMConfig, DDIMScheduler
 from .speed import is_compiled
 from .streaming import FrameSink
 from .vae import VAE_SCALE_FACTOR, encode_latent, load_vae, vae_pixel_values
@@ -309,7 +309,7 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
     budget = memory.budget(device) if memory_budget is None else memory_budget
     if windows_per_call is None:
         windows_per_call = unet_windows_per_call(len(windows[0]), width, height, guided, dtype, budget, len(windows))
-    scheduler = DDIMSampler(scheduler_config)
+    scheduler = DDIMScheduler(scheduler_config)
     sampling = _Sampling(timesteps=scheduler.set_timesteps(steps).tolist(), guidance=guidance, guided=guided,
                          average=window_blend == "average" or guided, windows=windows,
                          windows_per_call=windows_per_call,
@@ -391,7 +391,7 @@ class _UNetCalls:
 
 
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
-             poses: PoseSource, latents: torch.Tensor, scheduler: DDIMSampler, sampling: _Sampling,
+             poses: PoseSource, latents: torch.Tensor, scheduler: DDIMScheduler, sampling: _Sampling,
              memory: DeviceMemory, callbacks: _Callbacks) -> torch.Tensor:
     """The DDIM loop over all steps and windows (docs/pipeline.md#ddim-loop); returns the final latents, stepped in
     place. Runs of windows share a UNet call (``sampling.windows_per_call``, fewer after running out of memory)."""

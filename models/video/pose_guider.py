@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import SpatialTransformer
+from .layers import SpatialTransformer
 from .config import PoseGuiderConfig
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .blocks import ReferenceAttention
+from .layers import ReferenceAttention
 from .unet_blocks import BlockInputs, UNetBackbone, UNetConfig
 
 

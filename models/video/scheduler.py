@@ -1,4 +1,5 @@
-"""Deterministic DDIM sampler, numerically as diffusers 0.24's DDIMScheduler (docs/pipeline.md#scheduler).
+"""Deterministic DDIM scheduler (the noise schedule and its step), numerically as diffusers 0.24's DDIMScheduler
+(docs/pipeline.md#scheduler).
 
 Configured like the original, from ``noise_scheduler_kwargs`` (``DDIMConfig.from_kwargs``); the defaults are
 inference_v2.yaml's: linear betas 0.00085..0.012 over 1000 steps, zero-terminal-SNR rescale, v-prediction,
@@ -85,7 +86,7 @@ def _rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     return 1 - alphas
 
 
-class DDIMSampler:
+class DDIMScheduler:
     """DDIM with eta 0. ``set_timesteps(n)`` then ``step(model_output, t, x)`` for each ``t`` in ``timesteps``."""
 
     def __init__(self, config: DDIMConfig = DDIMConfig()) -> None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ReferenceAttention
+from .layers import ReferenceAttention
 from .config import UNet3DConfig
 from .motion_module import VanillaTemporalModule
 from .unet_blocks import BlockInputs, MotionModuleFactory, UNetBackbone, UNetConfig

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .blocks import (BasicTransformerBlock, Downsample, ReferenceAttention, ResnetBlock, SpatialTransformer,
+from .layers import (BasicTransformerBlock, Downsample, ReferenceAttention, ResnetBlock, SpatialTransformer,
                      TimestepEmbedding, Upsample, timestep_features)
 
 # config key -> the only value AniPortrait's UNets (and this port) implement; checked when the key is present

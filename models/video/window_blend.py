@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .scheduler import DDIMSampler
+from .scheduler import DDIMScheduler
 
 
 class WindowBlend:
@@ -24,7 +24,7 @@ class WindowBlend:
     """
 
     def __init__(self, latents: torch.Tensor, coverage: list[int], average: bool, guided: bool, guidance: float,
-                 scheduler: DDIMSampler, preview_frame: int = 0) -> None:
+                 scheduler: DDIMScheduler, preview_frame: int = 0) -> None:
         self.latents = latents
         self.coverage = coverage
         self.average, self.guided, self.guidance = average, guided, guidance

@@ -17,7 +17,7 @@ from PIL import Image
 from models.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
 from models.video.context import context_windows
 from models.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
-from models.video.scheduler import DDIMConfig, DDIMSampler
+from models.video.scheduler import DDIMConfig, DDIMScheduler
 from models.video.vae import decode_latents, encode_latent, load_vae, vae_pixel_values
 
 from .compare import Comparison, compare
@@ -86,7 +86,7 @@ def check_clip_vae(case: str, info: dict, golden: Path) -> list[Comparison]:
 def check_scheduler(case: str, info: dict, golden: Path) -> list[Comparison]:
     data = np.load(golden / "cases" / info["file"])
     args = info["args"]
-    sampler = DDIMSampler(DDIMConfig.from_kwargs({**args["DDIMScheduler_kwargs"],
+    sampler = DDIMScheduler(DDIMConfig.from_kwargs({**args["DDIMScheduler_kwargs"],
                                                   "num_train_timesteps": args["num_train_timesteps"]}))
     results = [
         compare(case, "betas", sampler.betas, data["betas"], TOL_BETAS),
@@ -142,7 +142,7 @@ def check_pipeline_run(case: str, info: dict, golden: Path) -> list[Comparison]:
                      init_latents=torch.from_numpy(data["init_latents"]),
                      on_step=lambda step, latents: step_latents.__setitem__(step, latents.float().numpy()),
                      scheduler_config=scheduler_config)
-    sampler = DDIMSampler(scheduler_config)
+    sampler = DDIMScheduler(scheduler_config)
     results = [compare(case, "timesteps", sampler.set_timesteps(params["steps"]), data["timesteps"], 0)]
     for step in range(params["steps"]):
         name = f"latents_after_step{step}"

@@ -33,7 +33,7 @@ class _ChoosesLandmarker(io.ComfyNode):
         return model_choices_problem(landmarker=landmarker)
 
 
-class ReferenceFace(_ChoosesLandmarker):
+class ReferenceFaceNode(_ChoosesLandmarker):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -106,4 +106,4 @@ class VideoFaceLandmarks(_ChoosesLandmarker):
         return io.NodeOutput(track)
 
 
-NODES = [ReferenceFace, VideoFaceLandmarks]
+NODES = [ReferenceFaceNode, VideoFaceLandmarks]
