@@ -1,5 +1,5 @@
 """AniPortrait Kit for ComfyUI: audio-driven portrait animation and face reenactment (AniPortrait, numerically
-faithful). ComfyUI imports this file; the model code lives in ``models/`` and imports without ComfyUI."""
+faithful). ComfyUI imports this file; the library lives in ``aniportrait/`` and imports without ComfyUI."""
 from .nodes import AniPortraitExtension
 
 WEB_DIRECTORY = "./web"

@@ -19,8 +19,8 @@ import torch
 
 from bench.bench_video import denoising_models, reference_models, synthetic_inputs
 from bench.common import SHARED, machine_description, timed, write_results
-from models.video.frame_interpolation import interpolate, load_film, select_keyframes
-from models.video.pipeline import encode_reference, generate, load_video_models
+from aniportrait.video.frame_interpolation import interpolate, load_film, select_keyframes
+from aniportrait.video.pipeline import encode_reference, generate, load_video_models
 from tests.golden.cases_video import tiny_video_files
 from tests.harness.film_stand_in import write_film_stand_in
 

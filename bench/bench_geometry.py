@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from bench.common import SHARED, best_seconds, machine_description, write_results
-from models.data import FaceAnalysis, FaceTrack, LandmarkSequence
-from models.face.drawing import draw_pose_image, draw_pose_images, raw_to_display
-from models.face.projection import project_mesh_sequence
-from models.face.retarget import retarget_face
+from aniportrait.data import FaceAnalysis, FaceTrack, LandmarkSequence
+from aniportrait.face.drawing import draw_pose_image, draw_pose_images, raw_to_display
+from aniportrait.face.projection import project_mesh_sequence
+from aniportrait.face.retarget import retarget_face
 
 CASES = SHARED / "golden" / "cases"
 

@@ -2,8 +2,8 @@
 
     ~/.cache/aniportrait-comfyui/venv/bin/python -m bench.bench_landmarks [--video PATH] [--task PATH] [--repeats N]
 
-Frames are decoded once (RGB, models.video_io) before timing. (a) times MediaPipe's FaceLandmarker alone (landmarks,
-blendshapes and its transformation matrix); (b) times what the nodes run per frame: MediaPipe + conversion to
+Frames are decoded once (RGB, aniportrait.video_io) before timing. (a) times MediaPipe's FaceLandmarker alone
+(landmarks, blendshapes and its transformation matrix); (b) times what the nodes run per frame: MediaPipe + conversion to
 arrays + the face-geometry port (``lmks3d``, ``trans_mat``). Both in one process, best of N passes over the video.
 Writes bench/results/landmarks.json and .md.
 """
@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from bench.common import SHARED, best_seconds, machine_description, write_results
-from models.face.geometry import face_geometry
-from models.face.landmarker import FaceLandmarker
-from models.video_io import read_video_frames
+from aniportrait.face.geometry import face_geometry
+from aniportrait.face.landmarker import FaceLandmarker
+from aniportrait.video_io import read_video_frames
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -26,8 +26,8 @@ import psutil
 import soundfile
 
 from bench.common import SHARED, machine_description, write_results
-from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
-from models.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
+from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
+from aniportrait.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
 from scripts.animate import SAMPLERS
 from scripts.workflow_api import set_inputs, workflow_to_prompt
 from tests.harness.models_dir import build_models_dir

@@ -20,11 +20,11 @@ import soundfile
 
 from bench.bench_geometry import CASES, golden_face_motion
 from bench.common import best_seconds, machine_description, write_results
-from models.data import LandmarkSequence
-from models.face.drawing import draw_pose_images
-from models.face.projection import project_mesh_sequence
-from models.motion.preview import preview_frames
-from models.video_io import AudioTrack, write_video
+from aniportrait.data import LandmarkSequence
+from aniportrait.face.drawing import draw_pose_images
+from aniportrait.face.projection import project_mesh_sequence
+from aniportrait.motion.preview import preview_frames
+from aniportrait.video_io import AudioTrack, write_video
 
 FPS = 30.0
 PREVIEW_OPTIONS = {"preset": "ultrafast"}   # what the node passes

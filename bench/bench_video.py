@@ -10,7 +10,7 @@ plan's several windows per call, so their ratio is measured in one run. Peak mem
 stage; on the CPU the resident set size sampled every 5 ms, after handing freed memory back to the system (glibc),
 so that a stage's growth is not hidden by memory an earlier stage freed. Also reports the measured memory of one
 CFG window's UNet call and of one batched decode call next to the constants of the memory plan
-(models/video/memory_plan.py).
+(aniportrait/video/memory_plan.py).
 Writes bench/results/video_<device>.json and .md. Needs torch, transformers, diffusers, opencv and psutil (a GPU
 machine without diffusers can take its pure-Python wheel).
 """
@@ -31,16 +31,16 @@ import psutil
 import torch
 
 from bench.common import machine_description, write_results
-from models.checkpoint import device_and_dtype
-from models.video import memory_plan
-from models.video.clip_encoder import IMAGE_ENCODER_CONFIG, encode_image
-from models.video.context import context_windows
-from models.video.loading import build_denoising_unet, build_pose_guider, build_reference_unet
-from models.video.pipeline import EncodedReference, encode_reference, generate
-from models.video.reference_unet import round_bank_like_original
-from models.video.scheduler import DDIMScheduler
-from models.video.sd15_unet_config import SD15_UNET_CONFIG
-from models.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, encode_latent, vae_pixel_values
+from aniportrait.checkpoint import device_and_dtype
+from aniportrait.video import memory_plan
+from aniportrait.video.clip_encoder import IMAGE_ENCODER_CONFIG, encode_image
+from aniportrait.video.context import context_windows
+from aniportrait.video.loading import build_denoising_unet, build_pose_guider, build_reference_unet
+from aniportrait.video.pipeline import EncodedReference, encode_reference, generate
+from aniportrait.video.reference_unet import round_bank_like_original
+from aniportrait.video.scheduler import DDIMScheduler
+from aniportrait.video.sd15_unet_config import SD15_UNET_CONFIG
+from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, encode_latent, vae_pixel_values
 
 GIB = 2 ** 30
 

@@ -25,14 +25,15 @@ from pathlib import Path
 import torch
 
 from bench.bench_video import synthetic_inputs
-from models.video.clip_encoder import IMAGE_ENCODER_CONFIG
-from models.video.config import Lmk2VideoConfig, PoseGuiderConfig
-from models.video.loading import build_denoising_unet, build_pose_guider, build_reference_unet, is_motion_module_key
-from models.video.memory import DeviceMemory
-from models.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
-from models.video.sd15_unet_config import SD15_UNET_CONFIG
-from models.video.speed import SPEED_OPTIONS, apply_speed
-from models.video.vae import SD_VAE_FT_MSE_CONFIG
+from aniportrait.video.clip_encoder import IMAGE_ENCODER_CONFIG
+from aniportrait.video.config import Lmk2VideoConfig, PoseGuiderConfig
+from aniportrait.video.loading import (build_denoising_unet, build_pose_guider, build_reference_unet,
+                                      is_motion_module_key)
+from aniportrait.video.memory import DeviceMemory
+from aniportrait.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
+from aniportrait.video.sd15_unet_config import SD15_UNET_CONFIG
+from aniportrait.video.speed import SPEED_OPTIONS, apply_speed
+from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG
 
 GIB = 2 ** 30
 ORIGINAL_UNAVAILABLE = {

@@ -1,4 +1,5 @@
-"""ComfyUI nodes of the pack: thin adapters over ``models/``. Each module lists its working nodes in NODES."""
+"""ComfyUI nodes of the pack: thin adapters over the library in ``aniportrait/``. Each module lists its working
+nodes in NODES."""
 from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io

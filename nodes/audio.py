@@ -13,13 +13,13 @@ from comfy_api.latest import io
 
 import folder_paths
 
-from ..models.audio.audio2mesh import Audio2MeshModel, load_audio2mesh, vertex_offsets
-from ..models.audio.audio2pose import Audio2PoseModel, load_audio2pose
-from ..models.audio.head_pose import head_pose_from_audio, load_pose_template, loop_pose_template
-from ..models.audio.waveform import (decode_audio_file, frame_count, normalize_speech, speech_from_comfy_audio,
+from ..aniportrait.audio.audio2mesh import Audio2MeshModel, load_audio2mesh, vertex_offsets
+from ..aniportrait.audio.audio2pose import Audio2PoseModel, load_audio2pose
+from ..aniportrait.audio.head_pose import head_pose_from_audio, load_pose_template, loop_pose_template
+from ..aniportrait.audio.waveform import (decode_audio_file, frame_count, normalize_speech, speech_from_comfy_audio,
                                      speech_sample_count)
-from ..models.cache import file_identity
-from ..models.data import MeshSequence, PoseSequence, same_fps
+from ..aniportrait.cache import file_identity
+from ..aniportrait.data import MeshSequence, PoseSequence, same_fps
 from . import types as apk
 from .search import search_aliases
 from .common import (cached_model, check_interrupt, folder_choices, model_choices, progress_bar, resolve_models,

@@ -14,10 +14,10 @@ import comfy.model_patcher
 import comfy.utils
 import folder_paths
 
-from ..models import slots
-from ..models.cache import MODEL_CACHE
-from ..models.files import ensure_models
-from ..models.registry import MODEL_FILES, MODELS_FOLDER_NAME as FOLDER_NAME
+from ..aniportrait import slots
+from ..aniportrait.cache import MODEL_CACHE
+from ..aniportrait.files import ensure_models
+from ..aniportrait.registry import MODEL_FILES, MODELS_FOLDER_NAME as FOLDER_NAME
 from .paths import model_choice
 from .runtime import mark_in_use
 
@@ -40,7 +40,7 @@ def models_dir() -> Path:
 
 def model_choices(registry_name: str, suffixes: Iterable[str]) -> list[str]:
     """Dropdown entries for one model slot: the registry's default name first (downloaded on first use if
-    absent), then the other files in the models folder with a matching suffix that fit the slot (models/slots.py:
+    absent), then the other files in the models folder with a matching suffix that fit the slot (aniportrait/slots.py:
     the tensor names of a checkpoint, the class in a config)."""
     default = MODEL_FILES[registry_name].relpath
     suffixes = tuple(suffixes)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..models.cache import MODEL_CACHE, file_identity
-from ..models.face.landmarker import FaceLandmarker
-from ..models.face.reference import ANALYSIS_SIZES, analyse_reference
-from ..models.face.track import track_faces
+from ..aniportrait.cache import MODEL_CACHE, file_identity
+from ..aniportrait.face.landmarker import FaceLandmarker
+from ..aniportrait.face.reference import ANALYSIS_SIZES, analyse_reference
+from ..aniportrait.face.track import track_faces
 from . import types as apk
 from .common import (check_interrupt, model_choices, progress_bar, resolve_model, rgb_images_to_uint8,
                      uint8_to_images)

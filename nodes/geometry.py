@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..models.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace, same_fps
-from ..models.face.drawing import draw_pose_images, raw_to_display
-from ..models.face.projection import project_mesh_sequence
-from ..models.face.reference import reference_pose_image
+from ..aniportrait.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace, same_fps
+from ..aniportrait.face.drawing import draw_pose_images, raw_to_display
+from ..aniportrait.face.projection import project_mesh_sequence
+from ..aniportrait.face.reference import reference_pose_image
 from . import types as apk
 from .common import check_interrupt, progress_bar, uint8_to_images
 

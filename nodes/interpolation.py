@@ -12,8 +12,9 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
-from ..models.cache import file_identity
-from ..models.video.frame_interpolation import KeyframePlan, interpolate, load_film, pad_to_length, select_keyframes
+from ..aniportrait.cache import file_identity
+from ..aniportrait.video.frame_interpolation import (KeyframePlan, interpolate, load_film, pad_to_length,
+                                                     select_keyframes)
 from . import types as apk
 from .search import search_aliases
 from .common import (FOLDER_NAME, PRECISIONS, cached_model, check_interrupt, model_choices, progress_bar,

@@ -11,14 +11,14 @@ from comfy_api.latest import InputImpl, io, ui
 
 import folder_paths
 
-from ..models.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace
-from ..models.face.crop import paste_back
-from ..models.motion.edits import (HeadMotionEdit, blink_times, edit_head_motion, insert_blinks, parse_times,
+from ..aniportrait.data import LandmarkSequence, MeshSequence, PoseSequence, ReferenceFace
+from ..aniportrait.face.crop import paste_back
+from ..aniportrait.motion.edits import (HeadMotionEdit, blink_times, edit_head_motion, insert_blinks, parse_times,
                                    raise_brows, scale_mouth)
-from ..models.motion.mix import SOURCES, mix_meshes, track_motion
-from ..models.motion.motion_file import Motion, load_motion, save_motion
-from ..models.motion.preview import preview_frames
-from ..models.video_io import write_video
+from ..aniportrait.motion.mix import SOURCES, mix_meshes, track_motion
+from ..aniportrait.motion.motion_file import Motion, load_motion, save_motion
+from ..aniportrait.motion.preview import preview_frames
+from ..aniportrait.video_io import write_video
 from . import types as apk
 from .search import search_aliases
 from .common import check_interrupt, progress_bar, rgb_images_to_uint8, uint8_to_images

@@ -11,14 +11,14 @@ import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
-from ..models.video_io import AudioTrack, WrittenVideo, write_video
+from ..aniportrait.video_io import AudioTrack, WrittenVideo, write_video
 from .common import rgb_images_to_uint8
 from .paths import save_location
 from .search import search_aliases
 
 log = logging.getLogger("aniportrait")
 
-# label shown in the dropdown -> container name in models/video_io.py
+# label shown in the dropdown -> container name in aniportrait/video_io.py
 FORMATS = {"mp4 (h264+aac)": "mp4", "webm (vp9+opus)": "webm"}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import folder_paths
 
-from ..models.cache import file_identity
+from ..aniportrait.cache import file_identity
 
 UPLOAD_HINT = "Upload the file with the node's upload button (or put it into ComfyUI's input folder) and pick it."
 

@@ -7,9 +7,9 @@ import os
 import numpy as np
 from comfy_api.latest import io, ui
 
-from ..models.data import PoseSequence
-from ..models.face.pose_template import TEMPLATE_SMOOTHING, pose_template
-from ..models.face.retarget import DEFAULT_SMOOTHING, SIZE_MODES, retarget_face
+from ..aniportrait.data import PoseSequence
+from ..aniportrait.face.pose_template import TEMPLATE_SMOOTHING, pose_template
+from ..aniportrait.face.retarget import DEFAULT_SMOOTHING, SIZE_MODES, retarget_face
 from . import types as apk
 from .output import output_file
 from .search import search_aliases

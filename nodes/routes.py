@@ -10,9 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..models.cache import MODEL_CACHE
-from ..models.files import missing_files
-from ..models.registry import MODEL_FILES
+from ..aniportrait.cache import MODEL_CACHE
+from ..aniportrait.files import missing_files
+from ..aniportrait.registry import MODEL_FILES
 from .common import FOLDER_NAME, models_dir
 from .search import SEARCH_ALIASES
 

@@ -1,6 +1,6 @@
 """What the sampler takes from the running ComfyUI: its memory manager, attention kernel, VAE precision, previews.
 
-The library (``models/``) runs on plain torch; these adapters hand it ComfyUI's versions of the same things, so the
+The library (``aniportrait/``) runs on plain torch; these adapters hand it ComfyUI's versions of the same things, so the
 pack honours the host's command line (``--reserve-vram``, ``--use-sage-attention``, ``--fp32-vae``,
 ``--preview-method``...) like a core sampler does.
 """
@@ -17,9 +17,9 @@ import comfy.utils
 import latent_preview
 from comfy.cli_args import args
 
-from ..models.cache import MODEL_CACHE
-from ..models.video.memory import DeviceMemory, is_out_of_memory
-from ..models.video.memory_plan import MEMORY_HEADROOM
+from ..aniportrait.cache import MODEL_CACHE
+from ..aniportrait.video.memory import DeviceMemory, is_out_of_memory
+from ..aniportrait.video.memory_plan import MEMORY_HEADROOM
 
 log = logging.getLogger("aniportrait")
 
@@ -39,7 +39,7 @@ def comfy_device_memory() -> DeviceMemory:
 
 def comfy_attention() -> Any:
     """ComfyUI's attention kernel (sage, xformers, flash, split or SDPA per its command line), same signature as
-    ``models.video.attention.sdpa_attention``."""
+    ``aniportrait.video.attention.sdpa_attention``."""
     from comfy.ldm.modules.attention import optimized_attention
     return optimized_attention
 

@@ -3,7 +3,7 @@
 Every WARNING of the pack's "aniportrait" logger that is raised while one of ComfyUI's nodes runs (a frame without
 a face, a size rounded to a multiple of 8, a face picked among several, a failed download...) is also sent to the
 client that queued the prompt as an ``aniportrait.warning`` message; web/aniportrait.js shows it as a toast. The
-library in ``models/`` keeps using plain logging and knows nothing of ComfyUI.
+library in ``aniportrait/`` keeps using plain logging and knows nothing of ComfyUI.
 """
 from __future__ import annotations
 

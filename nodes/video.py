@@ -12,18 +12,18 @@ from comfy_api.latest import io
 import comfy.model_management as mm
 import folder_paths
 
-from ..models.data import LandmarkSequence, same_fps
-from ..models.progress import checking_interrupt
-from ..models.video.attention import attention_backend
-from ..models.video.config import RELEASED_CONFIG, Lmk2VideoConfig, PoseGuiderConfig
-from ..models.video.context import context_windows
-from ..models.video.memory_plan import sampler_memory_required
-from ..models.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
-from ..models.video.pose_guider import check_window_statistics
-from ..models.video.pose_source import LandmarkPoseImages
-from ..models.video.speed import apply_speed
-from ..models.video.streaming import FrameSink
-from ..models.video_io import VideoWriter
+from ..aniportrait.data import LandmarkSequence, same_fps
+from ..aniportrait.progress import checking_interrupt
+from ..aniportrait.video.attention import attention_backend
+from ..aniportrait.video.config import RELEASED_CONFIG, Lmk2VideoConfig, PoseGuiderConfig
+from ..aniportrait.video.context import context_windows
+from ..aniportrait.video.memory_plan import sampler_memory_required
+from ..aniportrait.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
+from ..aniportrait.video.pose_guider import check_window_statistics
+from ..aniportrait.video.pose_source import LandmarkPoseImages
+from ..aniportrait.video.speed import apply_speed
+from ..aniportrait.video.streaming import FrameSink
+from ..aniportrait.video_io import VideoWriter
 from . import types as apk
 from .search import search_aliases
 from .common import (PRECISIONS, cached_models, check_interrupt, folder_choices, images_to_uint8, model_choices,

@@ -24,9 +24,9 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
-from models.comfy_host import ComfyClient, ComfyHostError, ComfyServer  # noqa: E402
-from models.files import download_command, missing_files  # noqa: E402
-from models.registry import FILM_MODELS, MODEL_FILES, MODELS_FOLDER_NAME, PACK_FOLDER_NAME  # noqa: E402
+from aniportrait.comfy_host import ComfyClient, ComfyHostError, ComfyServer  # noqa: E402
+from aniportrait.files import download_command, missing_files  # noqa: E402
+from aniportrait.registry import FILM_MODELS, MODEL_FILES, MODELS_FOLDER_NAME, PACK_FOLDER_NAME  # noqa: E402
 from scripts.workflow_api import WorkflowError, set_inputs, workflow_to_prompt  # noqa: E402
 
 WORKFLOWS = PACK_DIR / "workflows"

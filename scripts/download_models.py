@@ -16,8 +16,9 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
-from models.files import MissingModelFilesError, ensure_models, missing_files, with_safetensors_variant  # noqa: E402
-from models.registry import MODEL_FILES, MODELS_FOLDER_NAME  # noqa: E402
+from aniportrait.files import (MissingModelFilesError, ensure_models, missing_files,  # noqa: E402
+                              with_safetensors_variant)
+from aniportrait.registry import MODEL_FILES, MODELS_FOLDER_NAME  # noqa: E402
 
 
 def default_models_dir() -> Path:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
-from models.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
+from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
+from aniportrait.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
 from tests.harness.models_dir import build_models_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from models.comfy_host import ComfyServer
-from models.video_io import read_audio_track, read_video_frames
+from aniportrait.comfy_host import ComfyServer
+from aniportrait.video_io import read_audio_track, read_video_frames
 from scripts.animate import build_prompt, gpu_available, parse_args
 from tests.workflow_inputs import NO_FACE, SIZE, make_inputs, speech_frames, tiny_settings
 

@@ -1,4 +1,4 @@
-"""The headless ComfyUI host of the library (models.comfy_host): what it raises when a server cannot start or a
+"""The headless ComfyUI host of the library (aniportrait.comfy_host): what it raises when a server cannot start or a
 request fails, and that the caller, not the host, decides whether the server may reach the internet."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyHostError, ComfyServer, free_port
+from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyHostError, ComfyServer, free_port
 
 
 def fake_comfyui(folder: Path, body: str) -> Path:

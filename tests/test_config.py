@@ -1,4 +1,4 @@
-"""Config-driven hyper-parameters (models/video/config.py, scheduler.py, unet_blocks.py): non-default configs reach
+"""Config-driven hyper-parameters (aniportrait/video/config.py, scheduler.py, unet_blocks.py): non-default configs reach
 the networks and the sampler, unsupported ones are refused with the key named. Built small on the CPU (or on the
 meta device for shapes); independent references are diffusers' own UNet2DConditionModel and DDIMScheduler."""
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.video.config import (RELEASED_CONFIG, Lmk2VideoConfig, MotionModuleConfig, PoseGuiderConfig,
+from aniportrait.video.config import (RELEASED_CONFIG, Lmk2VideoConfig, MotionModuleConfig, PoseGuiderConfig,
                                  UNet3DConfig)
-from models.video.loading import build_denoising_unet, build_reference_unet, load_pose_guider
-from models.video.motion_module import VanillaTemporalModule
-from models.video.pose_guider import PoseGuider
-from models.video.scheduler import DDIMConfig, DDIMScheduler
+from aniportrait.video.loading import build_denoising_unet, build_reference_unet, load_pose_guider
+from aniportrait.video.motion_module import VanillaTemporalModule
+from aniportrait.video.pose_guider import PoseGuider
+from aniportrait.video.scheduler import DDIMConfig, DDIMScheduler
 
 # an SD1.5-layout UNet config unlike SD1.5 in every size: 5 heads that do not divide the channels, 16 groups
 SMALL_UNET = {"block_out_channels": [32, 64, 64, 64], "layers_per_block": 1, "attention_head_dim": 5,
@@ -185,7 +185,7 @@ def test_wav2vec2_hidden_state_choice_matches_transformers(only_last_features):
     """``only_last_fetures`` of the audio models' config: the last hidden state, or the mean of all of them."""
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from models.audio.wav2vec2 import Wav2Vec2FrameEncoder
+    from aniportrait.audio.wav2vec2 import Wav2Vec2FrameEncoder
 
     config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
                             conv_dim=[8] * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)

@@ -78,8 +78,8 @@ def test_architecture_table_names_real_files(architecture):
         missing += [f"nodes/{name}" for name in re.findall(r"`([\w.]+)`", node_cell)
                     if not (REPO / "nodes" / name).is_file()]
         for folder, members in re.findall(r"`([\w/.]+)`(?: \(([^)]*)\))?", library_cell):
-            paths = [REPO / "models" / folder / f"{m}.py" for m in re.findall(r"`(\w+)`", members)]
-            missing += [str(p.relative_to(REPO)) for p in [REPO / "models" / folder, *paths] if not p.exists()]
+            paths = [REPO / "aniportrait" / folder / f"{m}.py" for m in re.findall(r"`(\w+)`", members)]
+            missing += [str(p.relative_to(REPO)) for p in [REPO / "aniportrait" / folder, *paths] if not p.exists()]
     assert not missing, f"README's architecture table names files that do not exist: {missing}"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from models.registry import MODEL_FILES
+from aniportrait.registry import MODEL_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "download_models.py"

@@ -1,4 +1,4 @@
-"""The face-geometry port (models/face/geometry.py) and the .task metadata reader against the golden files.
+"""The face-geometry port (aniportrait/face/geometry.py) and the .task metadata reader against the golden files.
 
 The golden ``lmks3d`` / ``trans_mat`` were read by the original code from MediaPipe 0.10.11's own face-geometry
 mesh; here they are recomputed from the STORED golden landmarks, so any difference is the port's.
@@ -10,9 +10,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from models.face.geometry import FaceGeometryError, face_geometry, weighted_procrustes
-from models.face.projection import project_points_with_trans
-from models.face.task_file import TaskFileError, read_geometry_metadata
+from aniportrait.face.geometry import FaceGeometryError, face_geometry, weighted_procrustes
+from aniportrait.face.projection import project_points_with_trans
+from aniportrait.face.task_file import TaskFileError, read_geometry_metadata
 
 # MediaPipe computes in float32 (values up to ~30 cm); the port runs in float64. Observed: lmks3d <= 1.9e-5,
 # trans_mat <= 4.1e-5 over all 43 golden faces.

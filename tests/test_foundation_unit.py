@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models import registry
-from models.checkpoint import CheckpointMismatchError, load_weights, read_state_dict
-from models.files import (DOWNLOAD_SCRIPT, MissingModelFilesError, downloads_allowed, ensure_models, missing_files,
+from aniportrait import registry
+from aniportrait.checkpoint import CheckpointMismatchError, load_weights, read_state_dict
+from aniportrait.files import (DOWNLOAD_SCRIPT, MissingModelFilesError, downloads_allowed, ensure_models, missing_files,
                           required_paths, with_safetensors_variant)
-from models.registry import MODEL_FILES
+from aniportrait.registry import MODEL_FILES
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
 # in golden/tiny for the golden checker only; a user's models folder does not have it

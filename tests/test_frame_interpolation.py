@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from models.video.frame_interpolation import (KeyframePlan, insertion_schedule, interpolate, load_film,
+from aniportrait.video.frame_interpolation import (KeyframePlan, insertion_schedule, interpolate, load_film,
                                               pad_to_length, select_keyframes)
 from tests.harness.film_stand_in import write_film_stand_in
 

@@ -9,12 +9,12 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from models.registry import MODEL_FILES
+from aniportrait.registry import MODEL_FILES
 from tests.conftest import PACK_FOLDER_NAME, REPO
 
 DOCS = REPO / "web" / "docs"
 PACK_MODULE = f"custom_nodes.{PACK_FOLDER_NAME}"
-# loader inputs -> the slot (models/slots.py) each one selects
+# loader inputs -> the slot (aniportrait/slots.py) each one selects
 LOADER_SLOTS = {
     "APK_LoadAudio2MeshModel": {"audio2mesh": "audio2mesh", "wav2vec2": "wav2vec2"},
     "APK_LoadAudio2PoseModel": {"audio2pose": "audio2pose", "wav2vec2": "wav2vec2"},
@@ -77,6 +77,6 @@ def test_the_published_package_leaves_out_tests_and_benchmarks_but_keeps_what_an
                              cwd=REPO, capture_output=True, text=True, check=True)
     shipped = set(tracked.stdout.split()) - set(ignored.stdout.split())
     assert not [path for path in shipped if path.startswith(("bench/", ".ci/", "tests/"))]
-    for needed in ("__init__.py", "animate.sh", "scripts/animate.py", "models/comfy_host/server.py",
-                   "models/comfy_host/client.py", "web/aniportrait.js", "workflows/audio_driven.json"):
+    for needed in ("__init__.py", "animate.sh", "scripts/animate.py", "aniportrait/comfy_host/server.py",
+                   "aniportrait/comfy_host/client.py", "web/aniportrait.js", "workflows/audio_driven.json"):
         assert needed in shipped, needed

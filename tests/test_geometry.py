@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from models.data import FaceAnalysis, FaceTrack
-from models.face.drawing import CANVAS_SIZE, EDGE_GROUPS, draw_pose_canvas, draw_pose_image, raw_to_display
-from models.face.pose_template import pose_template
-from models.face.projection import (euler_and_translation_to_matrix, matrix_to_euler_and_translation,
+from aniportrait.data import FaceAnalysis, FaceTrack
+from aniportrait.face.drawing import CANVAS_SIZE, EDGE_GROUPS, draw_pose_canvas, draw_pose_image, raw_to_display
+from aniportrait.face.pose_template import pose_template
+from aniportrait.face.projection import (euler_and_translation_to_matrix, matrix_to_euler_and_translation,
                                     perspective_matrix, project_points, project_points_with_trans)
-from models.face.retarget import resample_to_fps, retarget_face, retarget_motion
-from models.smoothing import smooth_pose_seq
+from aniportrait.face.retarget import resample_to_fps, retarget_face, retarget_motion
+from aniportrait.smoothing import smooth_pose_seq
 
 
 
@@ -280,9 +280,9 @@ def test_retarget_expression_is_relative_to_the_most_neutral_frame(reenactment_c
 def test_pose_template_from_the_video(golden_dir, assets_dir):
     """Video -> MediaPipe -> template, end to end, against the template the original made from the same video
     (MediaPipe 1.2.2 + the geometry port instead of 0.10.11: measured <= 1.9e-3 deg / cm)."""
-    from models.face.landmarker import FaceLandmarker
-    from models.face.track import track_faces
-    from models.video_io import read_video_frames
+    from aniportrait.face.landmarker import FaceLandmarker
+    from aniportrait.face.track import track_faces
+    from aniportrait.video_io import read_video_frames
 
     frames, fps = read_video_frames(golden_dir / "cases" / "pose_ref_video.mp4")
     with FaceLandmarker(assets_dir / "face_landmarker_v2_with_blendshapes.task") as landmarker:

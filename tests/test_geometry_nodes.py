@@ -13,12 +13,12 @@ import pytest
 import soundfile
 from PIL import Image
 
-from models.face.drawing import draw_pose_image
-from models.face.landmarker import FaceLandmarker
-from models.face.reference import analyse_reference
-from models.face.retarget import retarget_face
-from models.face.track import track_faces
-from models.video_io import read_video_frames
+from aniportrait.face.drawing import draw_pose_image
+from aniportrait.face.landmarker import FaceLandmarker
+from aniportrait.face.reference import analyse_reference
+from aniportrait.face.retarget import retarget_face
+from aniportrait.face.track import track_faces
+from aniportrait.video_io import read_video_frames
 from tests.harness.graph import Graph
 
 pytestmark = pytest.mark.server

@@ -1,4 +1,4 @@
-"""MediaPipe FaceLandmarker wrapper, crop, and driving-video tracking (models/face/)."""
+"""MediaPipe FaceLandmarker wrapper, crop, and driving-video tracking (aniportrait/face/)."""
 from __future__ import annotations
 
 import logging
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from models.data import FaceAnalysis
-from models.face.crop import crop_box, crop_face, crop_image, paste_back
-from models.face.landmarker import FaceLandmarker
-from models.face.reference import analyse_reference
-from models.face.task_file import TaskFileError
-from models.face.track import fill_missing_faces, track_faces
+from aniportrait.data import FaceAnalysis
+from aniportrait.face.crop import crop_box, crop_face, crop_image, paste_back
+from aniportrait.face.landmarker import FaceLandmarker
+from aniportrait.face.reference import analyse_reference
+from aniportrait.face.task_file import TaskFileError
+from aniportrait.face.track import fill_missing_faces, track_faces
 
 # A fresh MediaPipe run is compared loosely: the goldens come from mediapipe 0.10.11, this is 1.2.2, and XNNPACK
 # float code may differ across CPUs. Tolerances are the golden README's suggestions (landmarks 2e-3 normalised,
@@ -66,7 +66,7 @@ def test_driving_frames_match_golden(landmarker, reenactment_case):
 
 def test_mesh_and_pose_reproduce_the_landmarks(landmarker, reenactment_case):
     """AniPortrait's projection of trans_mat · lmks3d lands on MediaPipe's landmarks (docs/pipeline.md#projection)."""
-    from models.face.projection import project_points_with_trans
+    from aniportrait.face.projection import project_points_with_trans
 
     frame = cv2.resize(reenactment_case["driving_frames"][3], (256, 192), interpolation=cv2.INTER_LINEAR)  # not square
     face = landmarker.analyse(frame)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.comfy_host import ComfyClient
-from models.video_io import read_audio_track, read_video_frames
+from aniportrait.comfy_host import ComfyClient
+from aniportrait.video_io import read_audio_track, read_video_frames
 from scripts.workflow_api import set_inputs, workflow_to_prompt
 from tests.encoded_video import assert_holds_frames, shifted_psnr
 from tests.workflow_inputs import file_settings, load_workflow, make_inputs, speech_frames, tiny_settings, upload_inputs

@@ -1,4 +1,4 @@
-"""Model dropdowns list only files that fit the slot (models/slots.py): checkpoints are recognised by their tensor
+"""Model dropdowns list only files that fit the slot (aniportrait/slots.py): checkpoints are recognised by their tensor
 names in every format the loaders read, whatever the file is called; configs by the class they name."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models import slots
-from models.registry import MODEL_FILES
+from aniportrait import slots
+from aniportrait.registry import MODEL_FILES
 
 # the manifests list the tensor names of the released checkpoints
 MANIFEST_OF_SLOT = {slot: f"{MODEL_FILES[slot].relpath}.json" for slot in slots.CHECKPOINT_SIGNATURES}

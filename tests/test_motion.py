@@ -1,4 +1,4 @@
-"""The motion library (models/motion, feathered paste-back), measured on projected landmarks: each edit's effect
+"""The motion library (aniportrait/motion, feathered paste-back), measured on projected landmarks: each edit's effect
 is checked where an artist sees it (lip gap, eyelid opening, brow height, head path), on the golden reference
 face and on synthetic motions built here."""
 from __future__ import annotations
@@ -6,18 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.audio.head_pose import loop_pose_template
-from models.data import FaceAnalysis, FaceTrack, LandmarkSequence, MeshSequence, PoseSequence
-from models.face.crop import feather_mask, paste_back
-from models.face.drawing import EDGE_GROUPS
-from models.face.projection import project_mesh_sequence
-from models.motion.edits import (HeadMotionEdit, blink_curve, blink_times, edit_head_motion, insert_blinks,
+from aniportrait.audio.head_pose import loop_pose_template
+from aniportrait.data import FaceAnalysis, FaceTrack, LandmarkSequence, MeshSequence, PoseSequence
+from aniportrait.face.crop import feather_mask, paste_back
+from aniportrait.face.drawing import EDGE_GROUPS
+from aniportrait.face.projection import project_mesh_sequence
+from aniportrait.motion.edits import (HeadMotionEdit, blink_curve, blink_times, edit_head_motion, insert_blinks,
                                  parse_times, raise_brows, scale_mouth)
-from models.motion.looping import ping_pong
-from models.motion.mix import mix_meshes, track_motion
-from models.motion.motion_file import Motion, load_motion, save_motion
-from models.motion.preview import preview_frames
-from models.motion.regions import (BROWS, EYES, LID_MIDDLES, LIPS, LOWER_INNER_LIP, LOWER_LIDS, UPPER_INNER_LIP,
+from aniportrait.motion.looping import ping_pong
+from aniportrait.motion.mix import mix_meshes, track_motion
+from aniportrait.motion.motion_file import Motion, load_motion, save_motion
+from aniportrait.motion.preview import preview_frames
+from aniportrait.motion.regions import (BROWS, EYES, LID_MIDDLES, LIPS, LOWER_INNER_LIP, LOWER_LIDS, UPPER_INNER_LIP,
                                    UPPER_LIDS, region_core, region_weights)
 
 FPS = 30.0

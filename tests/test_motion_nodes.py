@@ -8,10 +8,10 @@ import pytest
 import soundfile
 from PIL import Image
 
-from models.data import PoseSequence
-from models.motion.motion_file import Motion, load_motion, save_motion
-from models.motion.regions import LID_MIDDLES, LIPS
-from models.video_io import read_audio_track, read_video_frames
+from aniportrait.data import PoseSequence
+from aniportrait.motion.motion_file import Motion, load_motion, save_motion
+from aniportrait.motion.regions import LID_MIDDLES, LIPS
+from aniportrait.video_io import read_audio_track, read_video_frames
 from tests.harness.graph import Graph
 from tests.workflow_inputs import SIZE, speech_frames
 

@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from models.checkpoint import read_state_dict
-from models.video.clip_encoder import encode_image, load_image_encoder
-from models.video.context import context_windows, frame_coverage
-from models.video.motion_module import VanillaTemporalModule
-from models.video.pipeline import (VIDEO_MODEL_PARTS, encode_reference, generate, initial_noise, load_video_models,
+from aniportrait.checkpoint import read_state_dict
+from aniportrait.video.clip_encoder import encode_image, load_image_encoder
+from aniportrait.video.context import context_windows, frame_coverage
+from aniportrait.video.motion_module import VanillaTemporalModule
+from aniportrait.video.pipeline import (VIDEO_MODEL_PARTS, encode_reference, generate, initial_noise, load_video_models,
                                    snap_to_latent_grid)
-from models.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, load_vae, to_diffusers_layout
+from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, load_vae, to_diffusers_layout
 from tests.golden.cases_video import tiny_video_files
 
 SIZE = 64

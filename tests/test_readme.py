@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from models.registry import MODEL_FILES, ModelFile
+from aniportrait.registry import MODEL_FILES, ModelFile
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"

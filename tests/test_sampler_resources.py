@@ -12,14 +12,14 @@ import sys
 import pytest
 import torch
 
-from models.cache import ModelCache
-from models.video import attention as attention_module
-from models.video.attention import attention_backend, sdpa_attention
-from models.video.decoding import decode_video
-from models.video.memory import DeviceMemory
-from models.video.pipeline import generate
-from models.video.speed import apply_speed, compiled_blocks, is_compiled
-from models.video.vae import decode_latents
+from aniportrait.cache import ModelCache
+from aniportrait.video import attention as attention_module
+from aniportrait.video.attention import attention_backend, sdpa_attention
+from aniportrait.video.decoding import decode_video
+from aniportrait.video.memory import DeviceMemory
+from aniportrait.video.pipeline import generate
+from aniportrait.video.speed import apply_speed, compiled_blocks, is_compiled
+from aniportrait.video.vae import decode_latents
 from tests.test_pipeline import SHORT, models, poses, reference  # noqa: F401 (module fixtures)
 
 FRAMES = 12

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import LandmarkSequence
-from models.face.drawing import draw_pose_images
-from models.video.pipeline import generate, prepare_pose_images
-from models.video.pose_source import LandmarkPoseImages
-from models.video_io import VideoWriter, read_video_frames
+from aniportrait.data import LandmarkSequence
+from aniportrait.face.drawing import draw_pose_images
+from aniportrait.video.pipeline import generate, prepare_pose_images
+from aniportrait.video.pose_source import LandmarkPoseImages
+from aniportrait.video_io import VideoWriter, read_video_frames
 from tests.encoded_video import assert_holds_frames, psnr
 from tests.test_pipeline import SIZE, models, reference  # noqa: F401 (the tiny networks, a reference at SIZE)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
-from models.registry import AUDIO2MESH_MODELS, AUDIO2POSE_MODELS, FACE_MODELS, VIDEO_MODELS
-from models.video_io import read_audio_track, read_video_frames
+from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
+from aniportrait.registry import AUDIO2MESH_MODELS, AUDIO2POSE_MODELS, FACE_MODELS, VIDEO_MODELS
+from aniportrait.video_io import read_audio_track, read_video_frames
 from scripts.workflow_api import widget_slots, workflow_to_prompt
 from tests.ui.browser import UiBrowser, missing_requirements
 from tests.workflow_inputs import (NO_FACE, SIZE, WORKFLOWS, file_settings, load_workflow, make_inputs,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
+from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
 from tests.ui.browser import UiBrowser, missing_requirements
 from tests.workflow_inputs import WORKFLOW_DIR, load_workflow
 

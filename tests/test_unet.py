@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import CheckpointMismatchError, read_state_dict
-from models.video.loading import (build_pose_guider, load_denoising_unet, load_pose_guider, load_reference_unet,
+from aniportrait.checkpoint import CheckpointMismatchError, read_state_dict
+from aniportrait.video.loading import (build_pose_guider, load_denoising_unet, load_pose_guider, load_reference_unet,
                                   read_unet_config)
-from models.video.config import PoseGuiderConfig
-from models.video.reference_unet import round_bank_like_original
+from aniportrait.video.config import PoseGuiderConfig
+from aniportrait.video.reference_unet import round_bank_like_original
 from tests.golden import cases_unet
 from tests.golden.runner import run_cases
 from tests.golden.tiny import tiny_lmk2video_config

@@ -14,9 +14,9 @@ import pytest
 import soundfile
 import torch
 
-from models.comfy_host import ComfyClient, ComfyServer, free_port
-from models.data import PoseSequence
-from models.motion.motion_file import Motion, save_motion
+from aniportrait.comfy_host import ComfyClient, ComfyServer, free_port
+from aniportrait.data import PoseSequence
+from aniportrait.motion.motion_file import Motion, save_motion
 from tests.harness.graph import Graph
 
 pytestmark = pytest.mark.server
@@ -452,7 +452,7 @@ def test_without_a_connection_the_missing_model_error_says_why_with_a_working_co
 
 
 def test_the_printed_download_command_survives_spaces_in_paths(tmp_path, unconnected_env):
-    from models.files import download_command
+    from aniportrait.files import download_command
 
     command = download_command(tmp_path / "models with spaces", ["face_landmarker"])
     pasted = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120,

@@ -8,7 +8,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from models.video_io import read_audio_track, read_video_frames
+from aniportrait.video_io import read_audio_track, read_video_frames
 from tests.harness.graph import Graph
 
 pytestmark = pytest.mark.server

@@ -1,4 +1,4 @@
-"""models/video_io.py: what goes into a video file comes back out (frames, fps, size, audio of the video's length)."""
+"""aniportrait/video_io.py: what goes into a video file comes back out (frames, fps, size, audio of the video's length)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from models.video_io import AudioTrack, read_audio_track, read_video_frames, write_video
+from aniportrait.video_io import AudioTrack, read_audio_track, read_video_frames, write_video
 
 
 def gradient_frames(count: int, height: int, width: int) -> np.ndarray:

@@ -9,8 +9,8 @@ from fractions import Fraction
 import pytest
 from PIL import Image
 
-from models.comfy_host import ComfyClient
-from models.video_io import read_audio_track, read_video_frames
+from aniportrait.comfy_host import ComfyClient
+from aniportrait.video_io import read_audio_track, read_video_frames
 from scripts.workflow_api import set_inputs, workflow_to_prompt
 from tests.workflow_inputs import (FULL_RESOLUTION, SAMPLERS, SIZE, VIDEO_FRAMES, VIDEO_WRITERS, WORKFLOW_DIR,
                                    WORKFLOWS, file_settings, load_workflow, make_inputs, node_of_type, speech_frames,

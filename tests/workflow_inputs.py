@@ -10,7 +10,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
-from models.video_io import read_audio_track, read_video_frames, write_video
+from aniportrait.video_io import read_audio_track, read_video_frames, write_video
 from scripts.animate import SAMPLERS, VIDEO_WRITERS  # noqa: F401 (the tests take them from here)
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflows"

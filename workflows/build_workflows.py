@@ -21,8 +21,8 @@ from typing import Any
 PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR))
 
-from models.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer  # noqa: E402
-from models.registry import PACK_FOLDER_NAME  # noqa: E402
+from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer  # noqa: E402
+from aniportrait.registry import PACK_FOLDER_NAME  # noqa: E402
 from scripts.workflow_api import WIDGET_TYPES, input_spec, widget_slots  # noqa: E402
 from workflows.layout import arrange  # noqa: E402
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.audio.audio2mesh import load_audio2mesh, vertex_offsets
-from models.audio.audio2pose import load_audio2pose
-from models.audio.head_pose import (AUDIO_POSE_SMOOTHING, ROTATION_SCALE, loop_pose_template, plan_pose_chunks,
+from aniportrait.audio.audio2mesh import load_audio2mesh, vertex_offsets
+from aniportrait.audio.audio2pose import load_audio2pose
+from aniportrait.audio.head_pose import (AUDIO_POSE_SMOOTHING, ROTATION_SCALE, loop_pose_template, plan_pose_chunks,
                                     predict_head_pose)
-from models.audio.waveform import frame_count, load_speech_file, normalize_speech
-from models.smoothing import smooth_pose_seq
+from aniportrait.audio.waveform import frame_count, load_speech_file, normalize_speech
+from aniportrait.smoothing import smooth_pose_seq
 
 from .compare import Comparison, compare
 

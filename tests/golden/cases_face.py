@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from models.data import FaceAnalysis, LandmarkSequence, ReferenceFace
-from models.face.drawing import draw_pose_canvas, draw_pose_images
-from models.face.projection import project_mesh_sequence, project_points
-from models.face.reference import ANALYSIS_SIZES, reference_pose_image, resize_for_analysis
+from aniportrait.data import FaceAnalysis, LandmarkSequence, ReferenceFace
+from aniportrait.face.drawing import draw_pose_canvas, draw_pose_images
+from aniportrait.face.projection import project_mesh_sequence, project_points
+from aniportrait.face.reference import ANALYSIS_SIZES, reference_pose_image, resize_for_analysis
 
 from .compare import Comparison, compare
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.video.frame_interpolation import interpolate, load_film
+from aniportrait.video.frame_interpolation import interpolate, load_film
 
 from .compare import Comparison, compare
 

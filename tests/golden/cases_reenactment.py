@@ -3,7 +3,7 @@ per-frame MediaPipe arrays (MediaPipe itself differs across versions/CPUs; the r
 
 Compared in the pack's original-compatible modes: the reference analysed at the swapped size (``analysis_size``
 "swapped (original)") and the face projected at the driving video's size (``size_mode`` "driving"). The driving
-video is decoded by ``models.video_io`` and must give the original's frames byte for byte."""
+video is decoded by ``aniportrait.video_io`` and must give the original's frames byte for byte."""
 from __future__ import annotations
 
 import hashlib
@@ -12,13 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.data import FaceTrack
-from models.face.drawing import draw_pose_canvas, draw_pose_image, draw_pose_images
-from models.face.pose_template import (relative_head_matrices, relative_head_poses, resample_template,
+from aniportrait.data import FaceTrack
+from aniportrait.face.drawing import draw_pose_canvas, draw_pose_image, draw_pose_images
+from aniportrait.face.pose_template import (relative_head_matrices, relative_head_poses, resample_template,
                                        template_time_axes, pose_template)
-from models.face.projection import matrix_to_euler_and_translation, perspective_matrix
-from models.face.retarget import retarget_face, retarget_motion
-from models.video_io import read_video_frames
+from aniportrait.face.projection import matrix_to_euler_and_translation, perspective_matrix
+from aniportrait.face.retarget import retarget_face, retarget_motion
+from aniportrait.video_io import read_video_frames
 
 from .cases_face import check_reference, original_reference
 from .compare import Comparison, compare
@@ -106,7 +106,7 @@ def _check_driving_frames(case: str, golden: Path, args: dict, expected: np.ndar
         frames = np.stack([cv2.resize(frame, tuple(preparation["resize_wh"]), interpolation=interpolation)
                            for frame in frames])
     return compare(case, "driving_frames", frames, expected, EXACT,
-                   f"decoded by models.video_io; {int((frames != expected).sum())} values differ")
+                   f"decoded by aniportrait.video_io; {int((frames != expected).sum())} values differ")
 
 
 def _decoded_frame_md5(video: Path) -> list[str]:
@@ -125,7 +125,7 @@ def check_pose_template(case: str, info: dict, golden: Path) -> list[Comparison]
     expected = data["frame_md5"]
     md5_mismatches = sum(a != b for a, b in zip(decoded, expected)) + abs(len(decoded) - len(expected))
     return [
-        compare(case, "frame_md5", md5_mismatches, 0, EXACT, "frames decoded by models.video_io that differ"),
+        compare(case, "frame_md5", md5_mismatches, 0, EXACT, "frames decoded by aniportrait.video_io that differ"),
         compare(case, "pose_mats", relative_head_matrices(trans_mats), data["pose_mats"], EXACT),
         compare(case, "pose_arr", poses, data["pose_arr"], POSE_TOL),
         compare(case, "old_time", old_time, data["old_time"], EXACT),

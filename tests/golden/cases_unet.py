@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.video.loading import load_denoising_unet, load_pose_guider, load_reference_unet
-from models.video.pose_guider import PoseGuider
-from models.video.reference_unet import round_bank_like_original
+from aniportrait.video.loading import load_denoising_unet, load_pose_guider, load_reference_unet
+from aniportrait.video.pose_guider import PoseGuider
+from aniportrait.video.reference_unet import round_bank_like_original
 
 from .compare import Comparison, compare
 from .tiny import tiny_lmk2video_config

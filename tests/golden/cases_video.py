@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
-from models.video.context import context_windows
-from models.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
-from models.video.scheduler import DDIMConfig, DDIMScheduler
-from models.video.vae import decode_latents, encode_latent, load_vae, vae_pixel_values
+from aniportrait.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
+from aniportrait.video.context import context_windows
+from aniportrait.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
+from aniportrait.video.scheduler import DDIMConfig, DDIMScheduler
+from aniportrait.video.vae import decode_latents, encode_latent, load_vae, vae_pixel_values
 
 from .compare import Comparison, compare
 from .tiny import tiny_lmk2video_config

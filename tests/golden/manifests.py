@@ -19,15 +19,15 @@ import torch
 from torch import nn
 from transformers import Wav2Vec2Config
 
-from models.audio.audio2mesh import Audio2MeshModel
-from models.audio.audio2pose import Audio2PoseModel
-from models.audio.wav2vec2 import (WAV2VEC2_BASE_960H_CONFIG, Wav2Vec2FrameEncoder, inference_config,
+from aniportrait.audio.audio2mesh import Audio2MeshModel
+from aniportrait.audio.audio2pose import Audio2PoseModel
+from aniportrait.audio.wav2vec2 import (WAV2VEC2_BASE_960H_CONFIG, Wav2Vec2FrameEncoder, inference_config,
                                    match_weight_norm_keys)
-from models.video.loading import (build_denoising_unet, build_pose_guider, build_reference_unet,
+from aniportrait.video.loading import (build_denoising_unet, build_pose_guider, build_reference_unet,
                                   is_motion_module_key)
-from models.video.clip_encoder import IMAGE_ENCODER_CONFIG
-from models.video.sd15_unet_config import SD15_UNET_CONFIG
-from models.video.vae import DEPRECATED_ATTENTION_NAMES, SD_VAE_FT_MSE_CONFIG
+from aniportrait.video.clip_encoder import IMAGE_ENCODER_CONFIG
+from aniportrait.video.sd15_unet_config import SD15_UNET_CONFIG
+from aniportrait.video.vae import DEPRECATED_ATTENTION_NAMES, SD_VAE_FT_MSE_CONFIG
 
 from .compare import Comparison, failure
 

@@ -6,7 +6,7 @@ import functools
 import json
 from pathlib import Path
 
-from models.video.config import Lmk2VideoConfig
+from aniportrait.video.config import Lmk2VideoConfig
 
 
 @functools.cache

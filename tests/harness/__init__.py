@@ -1,2 +1,2 @@
-"""Test helpers around the headless ComfyUI of models.comfy_host: prompts wired by socket type, a tiny models
+"""Test helpers around the headless ComfyUI of aniportrait.comfy_host: prompts wired by socket type, a tiny models
 folder, a FILM stand-in."""

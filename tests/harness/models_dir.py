@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.registry import MODEL_FILES
+from aniportrait.registry import MODEL_FILES
 
 from .film_stand_in import write_film_stand_in
 

@@ -86,7 +86,7 @@ def load_motion(path: str | Path) -> Motion:
     if str(arrays.get("format", "")) != FORMAT:
         raise ValueError(f"AniPortrait: '{path}' is not an AniPortrait motion file (no format "
                          f"'{FORMAT}'). Save one with Save Motion (AniPortrait), or add the keys described "
-                         "in models/motion/motion_file.py.")
+                         "in aniportrait/motion/motion_file.py.")
     if int(arrays.get("version", 0)) > VERSION:
         raise ValueError(f"AniPortrait: '{path}' is a motion file of version {int(arrays['version'])}; this pack "
                          f"reads up to version {VERSION}. Update the pack.")

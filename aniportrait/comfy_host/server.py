@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 from .errors import ComfyHostError, ComfyHostTimeout
 
 # For a server that must never reach the internet (a missing model file is then an error, not a download): the
-# variables models/files.py's downloads_allowed() reads. The caller chooses; the server inherits its environment.
+# variables aniportrait/files.py's downloads_allowed() reads. The caller chooses; the server inherits its environment.
 OFFLINE_ENV = {"ANIPORTRAIT_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
 
