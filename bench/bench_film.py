@@ -20,7 +20,7 @@ import torch
 from bench.bench_video import denoising_models, reference_models, synthetic_inputs
 from bench.common import SHARED, machine_description, timed, write_results
 from aniportrait.video.frame_interpolation import interpolate, load_film, select_keyframes
-from aniportrait.video.pipeline import encode_reference, generate, load_video_models
+from aniportrait.video.pipeline import SamplerSettings, encode_reference, generate, load_video_models
 from tests.golden.cases_video import tiny_video_files
 from tests.harness.film_stand_in import write_film_stand_in
 
@@ -70,8 +70,8 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, clip in clips.items():
             cpu_start = time.process_time()
-            elapsed, video = timed(lambda clip=clip: generate(denoisers, reference, clip, steps=steps,
-                                                               guidance=args.cfg, seed=42))
+            elapsed, video = timed(lambda clip=clip: generate(
+                denoisers, reference, clip, SamplerSettings(steps=steps, guidance=args.cfg, seed=42)))
             cpu = time.process_time() - cpu_start
             print(f"{name}: {clip.shape[0]} frames diffused in {elapsed:.2f} s ({cpu:.2f} s CPU)", flush=True)
             seconds[name] = min(seconds.get(name, elapsed), elapsed)

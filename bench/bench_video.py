@@ -36,7 +36,7 @@ from aniportrait.video import memory_plan
 from aniportrait.video.clip_encoder import IMAGE_ENCODER_CONFIG, encode_image
 from aniportrait.video.context import context_windows
 from aniportrait.video.loading import build_denoising_unet, build_pose_guider, build_reference_unet
-from aniportrait.video.pipeline import EncodedReference, encode_reference, generate
+from aniportrait.video.pipeline import EncodedReference, SamplerRun, SamplerSettings, encode_reference, generate
 from aniportrait.video.reference_unet import round_bank_like_original
 from aniportrait.video.scheduler import DDIMScheduler
 from aniportrait.video.sd15_unet_config import SD15_UNET_CONFIG
@@ -205,8 +205,8 @@ def time_sampler(meter: Meter, models: SimpleNamespace, reference: EncodedRefere
         for name, per_call in (("one_window_per_call", 1), ("planned_windows_per_call", planned)):
             record: dict = {}
             with meter.measure(record):
-                video = generate(models, reference, poses, steps=steps, guidance=cfg, seed=42,
-                                 windows_per_call=per_call)
+                video = generate(models, reference, poses, SamplerSettings(steps=steps, guidance=cfg, seed=42),
+                                 SamplerRun(windows_per_call=per_call))
             record.update(windows_per_call=per_call, frames_per_second=frames / record["seconds"],
                           seconds_per_frame=record["seconds"] / frames, finite=bool(torch.isfinite(video).all()))
             print(f"{name} ({per_call}): {record['seconds']:.1f} s ({record['frames_per_second']:.3f} frames/s), "

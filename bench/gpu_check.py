@@ -30,7 +30,8 @@ from aniportrait.video.config import Lmk2VideoConfig, PoseGuiderConfig
 from aniportrait.video.loading import (build_denoising_unet, build_pose_guider, build_reference_unet,
                                       is_motion_module_key)
 from aniportrait.video.memory import DeviceMemory
-from aniportrait.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
+from aniportrait.video.pipeline import (SamplerRun, SamplerSettings, VideoModelFiles, encode_reference, generate,
+                                        load_video_models)
 from aniportrait.video.sd15_unet_config import SD15_UNET_CONFIG
 from aniportrait.video.speed import SPEED_OPTIONS, apply_speed
 from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG
@@ -147,8 +148,9 @@ def run_length(models, reference, poses, scale: Scale, device: torch.device, mem
         with VramPeak() as smi:
             sync(device)
             start = time.perf_counter()
-            video = generate(models, reference, poses, steps=scale.steps, guidance=scale.cfg, seed=42,
-                             context_frames=scale.context[0], context_overlap=scale.context[1], memory=memory)
+            settings = SamplerSettings(steps=scale.steps, guidance=scale.cfg, seed=42,
+                                       context_frames=scale.context[0], context_overlap=scale.context[1])
+            video = generate(models, reference, poses, settings, SamplerRun(memory=memory))
             sync(device)
             seconds = time.perf_counter() - start
     finally:

@@ -18,7 +18,8 @@ from ..aniportrait.video.attention import attention_backend
 from ..aniportrait.video.config import RELEASED_CONFIG, Lmk2VideoConfig, PoseGuiderConfig
 from ..aniportrait.video.context import context_windows
 from ..aniportrait.video.memory_plan import sampler_memory_required
-from ..aniportrait.video.pipeline import EncodedReference, VideoModelFiles, encode_reference, generate
+from ..aniportrait.video.pipeline import (EncodedReference, SamplerRun, SamplerSettings, VideoModelFiles,
+                                          encode_reference, generate)
 from ..aniportrait.video.pose_guider import check_window_statistics
 from ..aniportrait.video.pose_source import LandmarkPoseImages
 from ..aniportrait.video.speed import apply_speed
@@ -250,13 +251,14 @@ def sample(models: VideoModelsHandle, reference: EncodedReference, poses: np.nda
     apply_speed(networks.denoising_unet, SPEED_CHOICES[settings["speed"]])
     bar = SamplerProgress(torch_device())
     with attention_backend(comfy_attention()):
-        return generate(networks, reference, poses, steps=settings["steps"], guidance=settings["cfg"],
-                        seed=settings["seed"], context_frames=settings["context_frames"],
-                        context_overlap=settings["context_overlap"],
-                        window_blend=BLEND_CHOICES[settings["window_blend"]], closed_loop=closed_loop,
-                        progress=bar.progress, preview=bar.preview, check_interrupt=check_interrupt,
-                        memory=comfy_device_memory(), scheduler_config=models.files.config.scheduler,
-                        frame_sink=frame_sink)
+        sampling = SamplerSettings(steps=settings["steps"], guidance=settings["cfg"], seed=settings["seed"],
+                                   context_frames=settings["context_frames"],
+                                   context_overlap=settings["context_overlap"],
+                                   window_blend=BLEND_CHOICES[settings["window_blend"]], closed_loop=closed_loop,
+                                   scheduler=models.files.config.scheduler)
+        run = SamplerRun(memory=comfy_device_memory(), progress=bar.progress, check_interrupt=check_interrupt,
+                         preview=bar.preview, frame_sink=frame_sink)
+        return generate(networks, reference, poses, sampling, run)
 
 
 def check_sampler_settings(reference: EncodedReference, poses: np.ndarray | LandmarkPoseImages,

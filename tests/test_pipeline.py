@@ -2,6 +2,7 @@
 determinism, batching equivalences, the window options, bad inputs, interrupts and long videos."""
 from __future__ import annotations
 
+from dataclasses import replace
 import dataclasses
 import gc
 import importlib.util
@@ -20,15 +21,15 @@ from aniportrait.checkpoint import read_state_dict
 from aniportrait.video.clip_encoder import encode_image, load_image_encoder
 from aniportrait.video.context import context_windows, frame_coverage
 from aniportrait.video.motion_module import VanillaTemporalModule
-from aniportrait.video.pipeline import (VIDEO_MODEL_PARTS, encode_reference, generate, initial_noise, load_video_models,
-                                   snap_to_latent_grid)
+from aniportrait.video.pipeline import (VIDEO_MODEL_PARTS, SamplerRun, SamplerSettings, encode_reference, generate,
+                                        initial_noise, load_video_models, snap_to_latent_grid)
 from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, load_vae, to_diffusers_layout
 from tests.golden.cases_video import tiny_video_files
 
 SIZE = 64
 SUM = "sum (original, guidance<=1)"
 # 12 frames in windows of 4 overlapping by 1: four windows, the last wrapping around (closed loop)
-SHORT = dict(steps=2, context_frames=4, context_overlap=1)
+SHORT = SamplerSettings(steps=2, context_frames=4, context_overlap=1)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def poses(golden_dir) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def short_video(models, reference, poses) -> torch.Tensor:
-    return generate(models, reference, poses[:12], seed=7, **SHORT)
+    return generate(models, reference, poses[:12], replace(SHORT, seed=7))
 
 
 # --- context windows ------------------------------------------------------------------------------------------
@@ -83,23 +84,23 @@ def test_window_settings_are_checked():
 # --- determinism and batching equivalences ----------------------------------------------------------------------
 
 def test_same_inputs_and_seed_give_the_same_video(models, reference, poses, short_video):
-    again = generate(models, reference, poses[:12], seed=7, **SHORT)
+    again = generate(models, reference, poses[:12], replace(SHORT, seed=7))
     assert torch.equal(again, short_video)
     assert short_video.shape == (12, SIZE, SIZE, 3) and short_video.dtype == torch.float32
     assert 0 <= short_video.min() and short_video.max() <= 1
 
 
 def test_seed_is_the_noise_seed(models, reference, poses, short_video):
-    injected = generate(models, reference, poses[:12], init_latents=initial_noise(7, 12, SIZE, SIZE, torch.float32, 4),
-                        **SHORT)
+    injected = generate(models, reference, poses[:12],
+                        replace(SHORT, init_latents=initial_noise(7, 12, SIZE, SIZE, torch.float32, 4)))
     assert torch.equal(injected, short_video)
-    other_seed = generate(models, reference, poses[:12], seed=8, **SHORT)
+    other_seed = generate(models, reference, poses[:12], replace(SHORT, seed=8))
     assert (other_seed - short_video).abs().max() > 1e-2
 
 
 def test_one_window_per_unet_call_matches_batched_windows(models, reference, poses, short_video):
-    one_by_one = generate(models, reference, poses[:12], seed=7, windows_per_call=1, **SHORT)
-    two_by_two = generate(models, reference, poses[:12], seed=7, windows_per_call=2, **SHORT)
+    one_by_one = generate(models, reference, poses[:12], replace(SHORT, seed=7), SamplerRun(windows_per_call=1))
+    two_by_two = generate(models, reference, poses[:12], replace(SHORT, seed=7), SamplerRun(windows_per_call=2))
     assert (one_by_one - short_video).abs().max() < 1e-4
     assert (two_by_two - short_video).abs().max() < 1e-4
 
@@ -114,32 +115,33 @@ def test_decoding_several_frames_per_call_matches_frame_by_frame(models):
 
 
 def test_pose_features_recomputed_or_cached_give_the_same_video(models, reference, poses, short_video):
-    no_cache = generate(models, reference, poses[:12], seed=7, memory_budget=1, windows_per_call=4,
-                        decode_batch=12, **SHORT)
+    no_cache = generate(models, reference, poses[:12], replace(SHORT, seed=7),
+                        SamplerRun(memory_budget=1, windows_per_call=4, decode_batch=12))
     assert (no_cache - short_video).abs().max() < 1e-4
 
 
 # --- window blending and loop mode (docs/departures.md#b6, #b9) -------------------------------------------------------
 
 def test_sum_blend_is_the_original_only_without_guidance(models, reference, poses, short_video):
-    assert torch.equal(generate(models, reference, poses[:12], seed=7, window_blend=SUM, **SHORT), short_video)
+    assert torch.equal(generate(models, reference, poses[:12], replace(SHORT, seed=7, window_blend=SUM)), short_video)
     # one step: a frame's result depends only on its own blended prediction
-    one_step = dict(SHORT, steps=1)
-    averaged = generate(models, reference, poses[:12], seed=7, guidance=1.0, **one_step)
-    summed = generate(models, reference, poses[:12], seed=7, guidance=1.0, window_blend=SUM, **one_step)
+    one_step = replace(SHORT, steps=1)
+    averaged = generate(models, reference, poses[:12], replace(one_step, seed=7, guidance=1.0))
+    summed = generate(models, reference, poses[:12], replace(one_step, seed=7, guidance=1.0, window_blend=SUM))
     shared = [0, 3, 6, 9]  # frames two windows predict
     alone = [1, 2, 4, 5, 7, 8, 10, 11]
     assert (summed[shared] - averaged[shared]).abs().amax(dim=(1, 2, 3)).min() > 1e-2
     assert torch.equal(summed[alone], averaged[alone])
     with pytest.raises(ValueError, match="window_blend"):
-        generate(models, reference, poses[:12], window_blend="median", **SHORT)
+        generate(models, reference, poses[:12], replace(SHORT, window_blend="median"))
 
 
 def test_open_loop_changes_only_what_the_wrapping_window_reaches(models, reference, poses):
     # 10 frames in windows of 4 overlapping by 1: [0-3] [3-6] [6-9] and, closed, [9, 0, 1, 2]. After two steps
     # frames 4 and 5 have only seen window [3-6], whose inputs the extra window did not change.
-    closed = generate(models, reference, poses[:10], seed=3, windows_per_call=1, **SHORT)
-    opened = generate(models, reference, poses[:10], seed=3, windows_per_call=1, closed_loop=False, **SHORT)
+    closed = generate(models, reference, poses[:10], replace(SHORT, seed=3), SamplerRun(windows_per_call=1))
+    opened = generate(models, reference, poses[:10], replace(SHORT, seed=3, closed_loop=False),
+                      SamplerRun(windows_per_call=1))
     assert torch.equal(closed[4:6], opened[4:6])
     assert (closed[[0, 1, 2, 9]] - opened[[0, 1, 2, 9]]).abs().amax(dim=(1, 2, 3)).min() > 1e-3
 
@@ -148,17 +150,17 @@ def test_open_loop_changes_only_what_the_wrapping_window_reaches(models, referen
 
 def test_no_pose_frames_is_a_clear_error(models, reference, poses):
     with pytest.raises(ValueError, match="no pose images"):
-        generate(models, reference, poses[:0], **SHORT)
+        generate(models, reference, poses[:0], SHORT)
     with pytest.raises(ValueError, match="uint8 frames"):
-        generate(models, reference, poses[:4].astype(np.float32), **SHORT)
+        generate(models, reference, poses[:4].astype(np.float32), SHORT)
     with pytest.raises(ValueError, match="init_latents"):
-        generate(models, reference, poses[:4], init_latents=torch.zeros(1, 4, 5, 8, 8), **SHORT)
+        generate(models, reference, poses[:4], replace(SHORT, init_latents=torch.zeros(1, 4, 5, 8, 8)))
 
 
 def test_pose_images_of_another_size_are_resized(models, reference, poses, caplog):
     big = np.stack([cv2.resize(frame, (96, 80)) for frame in poses[:4]])
     with caplog.at_level(logging.WARNING, logger="aniportrait"):
-        video = generate(models, reference, big, seed=1, steps=1)
+        video = generate(models, reference, big, SamplerSettings(seed=1, steps=1))
     assert video.shape == (4, SIZE, SIZE, 3)
     assert "resizing" in caplog.text
 
@@ -218,8 +220,9 @@ def test_interrupt_stops_inside_a_unet_call_and_frees_the_work(models, reference
               if module is not first_motion_module]
     try:
         with pytest.raises(Cancelled) as raised:
-            generate(models, reference, poses[:frames], windows_per_call=1, check_interrupt=check_interrupt,
-                     progress=lambda done, total: progress.append((done, total)), **SHORT)
+            generate(models, reference, poses[:frames], SHORT,
+                     SamplerRun(windows_per_call=1, check_interrupt=check_interrupt,
+                                progress=lambda done, total: progress.append((done, total))))
     finally:
         for hook in hooks:
             hook.remove()
@@ -231,8 +234,9 @@ def test_interrupt_stops_inside_a_unet_call_and_frees_the_work(models, reference
 
 def test_progress_counts_windows_then_decoded_frames(models, reference, poses):
     progress = []
-    generate(models, reference, poses[:12], windows_per_call=2, decode_batch=5,
-             progress=lambda done, total: progress.append((done, total)), **SHORT)
+    generate(models, reference, poses[:12], SHORT,
+             SamplerRun(windows_per_call=2, decode_batch=5,
+                        progress=lambda done, total: progress.append((done, total))))
     windows = len(context_windows(12, 4, 1))
     total = 2 * windows + 12
     assert progress == [(done, total) for done in range(2, 2 * windows + 1, 2)] + \
@@ -241,7 +245,8 @@ def test_progress_counts_windows_then_decoded_frames(models, reference, poses):
 
 def test_long_video_runs_through_all_windows(models, reference, poses):
     progress = []
-    video = generate(models, reference, poses, steps=1, progress=lambda done, total: progress.append(done))
+    video = generate(models, reference, poses, SamplerSettings(steps=1),
+                     SamplerRun(progress=lambda done, total: progress.append(done)))
     assert video.shape == (100, SIZE, SIZE, 3)
     assert torch.isfinite(video).all()
     windows = len(context_windows(100))

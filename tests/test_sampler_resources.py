@@ -3,6 +3,7 @@ swapped-in attention kernel, out-of-memory recovery, the float32 retry of a deco
 speed options, and a model cache that lets go under memory pressure."""
 from __future__ import annotations
 
+from dataclasses import replace
 import copy
 import functools
 import importlib
@@ -17,7 +18,7 @@ from aniportrait.video import attention as attention_module
 from aniportrait.video.attention import attention_backend, sdpa_attention
 from aniportrait.video.decoding import decode_video
 from aniportrait.video.memory import DeviceMemory
-from aniportrait.video.pipeline import generate
+from aniportrait.video.pipeline import SamplerRun, generate
 from aniportrait.video.speed import apply_speed, compiled_blocks, is_compiled
 from aniportrait.video.vae import decode_latents
 from tests.test_pipeline import SHORT, models, poses, reference  # noqa: F401 (module fixtures)
@@ -30,11 +31,13 @@ VIDEO_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def baseline(models, reference, poses):  # noqa: F811
-    return generate(models, reference, poses[:FRAMES], seed=7, **SHORT)
+    return generate(models, reference, poses[:FRAMES], replace(SHORT, seed=7))
 
 
 def run(models, reference, poses, **options):  # noqa: F811
-    return generate(models, reference, poses[:FRAMES], seed=7, **{**SHORT, **options})
+    """The short settings with seed 7, and ``options`` of the run (steps too)."""
+    settings = replace(SHORT, seed=7, steps=options.pop("steps", SHORT.steps))
+    return generate(models, reference, poses[:FRAMES], settings, SamplerRun(**options))
 
 
 # --- attention -----------------------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ def test_preview_sees_the_predicted_clean_latents_of_every_step(models, referenc
         on_step=lambda step, latents: steps.append(latents.clone()))
     middle = steps[0].shape[2] // 2
     steps = [latents[:, :, middle:middle + 1] for latents in steps]
-    assert len(previews) == SHORT["steps"] and previews[0].shape == steps[0].shape
+    assert len(previews) == SHORT.steps and previews[0].shape == steps[0].shape
     # the last DDIM step lands on its own prediction; earlier ones are still noisier than it
     assert torch.allclose(previews[-1], steps[-1], atol=1e-5)
     assert not torch.allclose(previews[0], steps[0], atol=1e-2)

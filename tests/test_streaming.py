@@ -4,6 +4,7 @@ whole-video path, the memory held must not grow with the length beyond the laten
 leave neither a finished-looking file nor its work tensors."""
 from __future__ import annotations
 
+from dataclasses import replace
 import gc
 import warnings
 
@@ -13,13 +14,13 @@ import torch
 
 from aniportrait.data import LandmarkSequence
 from aniportrait.face.drawing import draw_pose_images
-from aniportrait.video.pipeline import generate, prepare_pose_images
+from aniportrait.video.pipeline import SamplerRun, SamplerSettings, generate, prepare_pose_images
 from aniportrait.video.pose_source import LandmarkPoseImages
 from aniportrait.video_io import VideoWriter, read_video_frames
 from tests.encoded_video import assert_holds_frames, psnr
 from tests.test_pipeline import SIZE, models, reference  # noqa: F401 (the tiny networks, a reference at SIZE)
 
-SHORT = dict(steps=2, context_frames=4, context_overlap=1, seed=5)
+SHORT = SamplerSettings(steps=2, context_frames=4, context_overlap=1, seed=5)
 
 
 def landmarks_of_length(mesh_case, frames: int) -> LandmarkSequence:
@@ -54,22 +55,23 @@ def test_landmark_pose_images_are_the_rendered_ones_resized(mesh_case):
 
 def test_streamed_frames_from_landmarks_are_the_image_paths_frames(models, reference, mesh_case):
     landmarks = landmarks_of_length(mesh_case, 14)
-    whole = generate(models, reference, prepare_pose_images(draw_pose_images(landmarks), SIZE, SIZE),
-                     decode_batch=4, **SHORT)
+    whole = generate(models, reference, prepare_pose_images(draw_pose_images(landmarks), SIZE, SIZE), SHORT,
+                     SamplerRun(decode_batch=4))
     sink = CollectFrames()
-    assert generate(models, reference, LandmarkPoseImages(landmarks, SIZE, SIZE), decode_batch=4, frame_sink=sink,
-                    **SHORT) is None
+    assert generate(models, reference, LandmarkPoseImages(landmarks, SIZE, SIZE), SHORT,
+                    SamplerRun(decode_batch=4, frame_sink=sink)) is None
     assert torch.equal(sink.video, whole)
     assert [len(batch) for batch in sink.batches] == [4, 4, 4, 2]
 
 
 def test_written_file_holds_the_frames_of_the_image_path(models, reference, mesh_case, tmp_path):  # noqa: F811
     landmarks = landmarks_of_length(mesh_case, 10)
-    whole = to_uint8(generate(models, reference, LandmarkPoseImages(landmarks, SIZE, SIZE), decode_batch=3, **SHORT))
+    whole = to_uint8(generate(models, reference, LandmarkPoseImages(landmarks, SIZE, SIZE), SHORT,
+                              SamplerRun(decode_batch=3)))
     path = tmp_path / "streamed.mp4"
     with VideoWriter(path, 10, SIZE, SIZE, 30.0) as writer:
-        generate(models, reference, LandmarkPoseImages(landmarks, SIZE, SIZE), decode_batch=3, **SHORT,
-                 frame_sink=lambda frames: writer.write(to_uint8(frames)))
+        generate(models, reference, LandmarkPoseImages(landmarks, SIZE, SIZE), SHORT,
+                 SamplerRun(decode_batch=3, frame_sink=lambda frames: writer.write(to_uint8(frames))))
     reference_file = tmp_path / "whole.mp4"
     with VideoWriter(reference_file, 10, SIZE, SIZE, 30.0) as whole_writer:
         whole_writer.write(whole)
@@ -125,8 +127,8 @@ def test_memory_held_does_not_grow_with_the_length(models, reference, mesh_case)
     for frames in (24, 120):
         probe = probes[frames] = Probe(landmarks_of_length(mesh_case, frames))  # the latents may grow
         # memory_budget=1: no PoseGuider feature cache (it may use a quarter of the free memory, whatever the length)
-        generate(models, reference, probe, steps=2, context_frames=8, context_overlap=2, windows_per_call=1,
-                 decode_batch=4, memory_budget=1, frame_sink=probe)
+        generate(models, reference, probe, SamplerSettings(steps=2, context_frames=8, context_overlap=2),
+                 SamplerRun(windows_per_call=1, decode_batch=4, memory_budget=1, frame_sink=probe))
     short, long = probes[24], probes[120]
     assert long.most_pose_frames == short.most_pose_frames == 8  # one window of pose images at a time
     assert long.most_sink_frames == short.most_sink_frames == 4  # one decode batch of frames at a time
@@ -171,8 +173,8 @@ def test_interrupt_while_writing_leaves_no_file_and_frees_the_work(models, refer
 
     with pytest.raises(Cancelled):
         with VideoWriter(path, frames, SIZE, SIZE, 30.0) as writer:
-            generate(models, reference, LandmarkPoseImages(landmarks_of_length(mesh_case, frames), SIZE, SIZE),
-                     decode_batch=5, frame_sink=write, check_interrupt=interrupt_after_the_first_batch, **SHORT)
+            generate(models, reference, LandmarkPoseImages(landmarks_of_length(mesh_case, frames), SIZE, SIZE), SHORT,
+                     SamplerRun(decode_batch=5, frame_sink=write, check_interrupt=interrupt_after_the_first_batch))
     assert written == [5]
     assert list(tmp_path.iterdir()) == []
     gc.collect()

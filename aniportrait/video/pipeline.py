@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Protocol
@@ -260,78 +260,106 @@ class _Sampling:
     pose_cache_budget: int
 
 
+@dataclass(frozen=True)
+class SamplerSettings:
+    """What decides the video: the sampler node's settings and the inference config's scheduler. The same models,
+    reference, poses and settings give the same video."""
+
+    steps: int = 25
+    guidance: float = 3.5          # <= 1 runs without CFG (as the original)
+    seed: int = 42
+    context_frames: int = 16
+    context_overlap: int = 4
+    window_blend: str = "average"  # or "sum (original, guidance<=1)"
+    closed_loop: bool = True       # the original's windows: the last one wraps around to the first frames
+    scheduler: DDIMConfig = RELEASED_CONFIG.scheduler  # noise_scheduler_kwargs (VideoModelFiles.config.scheduler)
+    init_latents: torch.Tensor | None = None  # (1, 4, F, h, w) instead of the seed's noise
+
+
+@dataclass(frozen=True)
+class SamplerRun:
+    """How a run uses the machine and reports on itself; none of it changes the video beyond float rounding.
+
+    ``windows_per_call`` / ``decode_batch`` / ``memory_budget`` (bytes) default to a plan from the free device
+    memory (``memory``: how to measure it and recover from running out; out of memory halves the batches and
+    retries). ``progress(done, total)`` counts UNet windows, then decoded frames; ``check_interrupt`` also runs
+    before every layer, so a cancel takes effect at once. ``on_step(i, latents)`` sees the latents after each DDIM
+    step (tests compare them), ``preview`` the predicted clean latents x0 (1, 4, 1, h, w) of the middle frame at
+    each step. With ``frame_sink``, the frames go to it a decode batch at a time, in order, instead of being
+    returned."""
+
+    windows_per_call: int | None = None
+    decode_batch: int | None = None
+    memory_budget: int | None = None
+    memory: DeviceMemory = field(default_factory=DeviceMemory)
+    progress: ProgressFn | None = None
+    check_interrupt: InterruptCheck | None = None
+    on_step: Callable[[int, torch.Tensor], None] | None = None
+    preview: Callable[[torch.Tensor], None] | None = None
+    frame_sink: FrameSink | None = None
+
+
 @torch.no_grad()
-def generate(models: VideoModels, reference: EncodedReference, pose_images: np.ndarray | PoseSource, steps: int = 25,
-             guidance: float = 3.5, seed: int = 42, context_frames: int = 16, context_overlap: int = 4,
-             window_blend: str = "average", closed_loop: bool = True, init_latents: torch.Tensor | None = None,
-             windows_per_call: int | None = None, decode_batch: int | None = None,
-             memory_budget: int | None = None, progress: ProgressFn | None = None,
-             check_interrupt: InterruptCheck | None = None,
-             on_step: Callable[[int, torch.Tensor], None] | None = None, memory: DeviceMemory | None = None,
-             preview: Callable[[torch.Tensor], None] | None = None,
-             scheduler_config: DDIMConfig = RELEASED_CONFIG.scheduler,
-             frame_sink: FrameSink | None = None) -> torch.Tensor | None:
+def generate(models: VideoModels, reference: EncodedReference, pose_images: np.ndarray | PoseSource,
+             settings: SamplerSettings = SamplerSettings(), run: SamplerRun = SamplerRun()) -> torch.Tensor | None:
     """Animate ``reference`` along ``pose_images``: uint8 (F, H, W, 3) in the RAW drawing channel order, or a
     ``PoseSource`` that makes each window's images when they are needed (e.g. drawn from landmarks).
 
-    Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU; with ``frame_sink``, the frames go to it instead,
-    a decode batch at a time in order, and nothing of the video's size is held (returns None). The latents of all
-    frames stay on the compute device for the whole run (64 KB per frame at 512² in float32, half in float16).
-    ``guidance`` <= 1 runs without CFG (as the original). ``windows_per_call`` / ``decode_batch`` /
-    ``memory_budget`` (bytes) default to a plan from the free device memory (``memory``: how to measure it and
-    recover from running out; out of memory halves the batches and retries). ``on_step(i, latents)`` sees the
-    latents after each DDIM step (tests compare them), ``preview`` the predicted clean latents x0 (1, 4, 1, h, w)
-    of the middle frame at each step. ``progress(done, total)`` counts UNet windows, then decoded frames;
-    ``check_interrupt`` also runs before every layer, so a cancel takes effect at once. ``scheduler_config``: the
-    inference config's noise_scheduler_kwargs (``VideoModelFiles.config.scheduler``).
+    Returns float32 (F, H, W, 3) RGB frames in [0, 1] on the CPU; with ``run.frame_sink``, the frames go to it
+    instead and nothing of the video's size is held (returns None). The latents of all frames stay on the compute
+    device for the whole run (64 KB per frame at 512² in float32, half in float16).
     """
-    if window_blend not in WINDOW_BLENDS:
-        raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {window_blend!r}.")
+    if settings.window_blend not in WINDOW_BLENDS:
+        raise ValueError(f"window_blend must be one of {WINDOW_BLENDS}, got {settings.window_blend!r}.")
     width, height = reference.width, reference.height
     poses = pose_images if isinstance(pose_images, PoseSource) else \
         PoseImageArray(prepare_pose_images(pose_images, width, height))
     num_frames = poses.num_frames
-    windows = context_windows(num_frames, context_frames, context_overlap, closed_loop)
+    windows = context_windows(num_frames, settings.context_frames, settings.context_overlap, settings.closed_loop)
     check_window_statistics(len(windows[0]), width, height)
     unet, pose_guider, vae = models.denoising_unet, models.pose_guider, models.vae
     device, dtype = device_and_dtype(unet)
     latent_shape = (1, unet.config.in_channels, num_frames, height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR)
+    init_latents = settings.init_latents
     if init_latents is None:
-        latents = initial_noise(seed, num_frames, width, height, dtype, unet.config.in_channels)
+        latents = initial_noise(settings.seed, num_frames, width, height, dtype, unet.config.in_channels)
     elif tuple(init_latents.shape) != latent_shape:
         raise ValueError(f"init_latents must have shape {latent_shape}, "
                          f"got {tuple(init_latents.shape)}.")
     else:
         latents = init_latents.to(dtype, copy=True)  # stepped in place
 
-    guided = guidance > 1.0
-    memory = memory or DeviceMemory()
-    budget = memory.budget(device) if memory_budget is None else memory_budget
+    guided = settings.guidance > 1.0
+    memory = run.memory
+    budget = memory.budget(device) if run.memory_budget is None else run.memory_budget
+    windows_per_call = run.windows_per_call
     if windows_per_call is None:
         windows_per_call = unet_windows_per_call(len(windows[0]), width, height, guided, dtype, budget, len(windows))
-    scheduler = DDIMScheduler(scheduler_config)
-    sampling = _Sampling(timesteps=scheduler.set_timesteps(steps).tolist(), guidance=guidance, guided=guided,
-                         average=window_blend == "average" or guided, windows=windows,
+    scheduler = DDIMScheduler(settings.scheduler)
+    sampling = _Sampling(timesteps=scheduler.set_timesteps(settings.steps).tolist(), guidance=settings.guidance,
+                         guided=guided, average=settings.window_blend == "average" or guided, windows=windows,
                          windows_per_call=windows_per_call,
                          # one step uses each window's features once: nothing to cache
-                         pose_cache_budget=budget // 4 if steps > 1 else 0)
+                         pose_cache_budget=budget // 4 if settings.steps > 1 else 0)
     log.info("AniPortrait: %d frames in %d windows, %d per UNet call, %d steps%s.", num_frames, len(windows),
-             windows_per_call, steps, ", CFG" if guided else "")
+             windows_per_call, settings.steps, ", CFG" if guided else "")
     denoise_work = len(sampling.timesteps) * len(windows)
     total_work = denoise_work + num_frames
     try:
-        with checking_interrupt(check_interrupt, unet, pose_guider, vae), \
-                attention_backend(check_interrupt=check_interrupt):
+        with checking_interrupt(run.check_interrupt, unet, pose_guider, vae), \
+                attention_backend(check_interrupt=run.check_interrupt):
+            progress = run.progress
             latents = _denoise(unet, pose_guider, reference, poses, latents.to(device), scheduler, sampling,
                                memory, _Callbacks(progress and (lambda done, _: progress(done, total_work)),
-                                                  check_interrupt, on_step, preview))
+                                                  run.check_interrupt, run.on_step, run.preview))
+            decode_batch = run.decode_batch
             if decode_batch is None:
                 # measured again: the denoising work tensors are gone now
-                decode_budget = memory.budget(device) if memory_budget is None else memory_budget
+                decode_budget = memory.budget(device) if run.memory_budget is None else run.memory_budget
                 decode_batch = decode_frames_per_call(width, height, dtype, decode_budget)
-            return decode_video(vae, latents, decode_batch, memory, check_interrupt,
+            return decode_video(vae, latents, decode_batch, memory, run.check_interrupt,
                                 progress and (lambda done, _: progress(denoise_work + done, total_work)),
-                                sink=frame_sink)
+                                sink=run.frame_sink)
     except BaseException as error:
         # an interrupt or error must not keep the work tensors alive through the frames of its traceback
         traceback.clear_frames(error.__traceback__)

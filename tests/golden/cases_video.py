@@ -16,7 +16,8 @@ from PIL import Image
 
 from aniportrait.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
 from aniportrait.video.context import context_windows
-from aniportrait.video.pipeline import VideoModelFiles, encode_reference, generate, load_video_models
+from aniportrait.video.pipeline import (SamplerRun, SamplerSettings, VideoModelFiles, encode_reference, generate,
+                                        load_video_models)
 from aniportrait.video.scheduler import DDIMConfig, DDIMScheduler
 from aniportrait.video.vae import decode_latents, encode_latent, load_vae, vae_pixel_values
 
@@ -136,12 +137,12 @@ def check_pipeline_run(case: str, info: dict, golden: Path) -> list[Comparison]:
     step_latents: dict[int, np.ndarray] = {}
     # guidance <= 1: the golden records the original's summing of overlapping windows (docs/departures.md#b6)
     blend = "average" if guidance > 1 else "sum (original, guidance<=1)"
-    video = generate(models, reference, data["pose_images"], steps=params["steps"], guidance=guidance,
-                     seed=params["gen_seed"], context_frames=run["context_frames"],
-                     context_overlap=run["context_overlap"], window_blend=blend,
-                     init_latents=torch.from_numpy(data["init_latents"]),
-                     on_step=lambda step, latents: step_latents.__setitem__(step, latents.float().numpy()),
-                     scheduler_config=scheduler_config)
+    settings = SamplerSettings(steps=params["steps"], guidance=guidance, seed=params["gen_seed"],
+                               context_frames=run["context_frames"], context_overlap=run["context_overlap"],
+                               window_blend=blend, init_latents=torch.from_numpy(data["init_latents"]),
+                               scheduler=scheduler_config)
+    video = generate(models, reference, data["pose_images"], settings,
+                     SamplerRun(on_step=lambda step, latents: step_latents.__setitem__(step, latents.float().numpy())))
     sampler = DDIMScheduler(scheduler_config)
     results = [compare(case, "timesteps", sampler.set_timesteps(params["steps"]), data["timesteps"], 0)]
     for step in range(params["steps"]):
