@@ -85,11 +85,6 @@ def speech_waveform(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return resample_to_16k(mono, int(sample_rate))
 
 
-def load_speech_file(path: Path | str) -> np.ndarray:
-    """float32 mono 16 kHz waveform of an audio file (librosa.load(path, sr=16000) of the original)."""
-    return speech_waveform(*decode_audio_file(path))
-
-
 def speech_from_comfy_audio(audio: Mapping[str, Any], input_name: str = "audio") -> np.ndarray:
     """float32 mono 16 kHz waveform of a ComfyUI AUDIO value (``{"waveform": [B, C, T], "sample_rate"}``, as
     made by core LoadAudio, VideoHelperSuite and this pack). Only one clip (B = 1) is accepted."""

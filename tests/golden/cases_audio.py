@@ -14,8 +14,9 @@ from aniportrait.audio.audio2mesh import load_audio2mesh, vertex_offsets
 from aniportrait.audio.audio2pose import load_audio2pose
 from aniportrait.audio.head_pose import (AUDIO_POSE_SMOOTHING, ROTATION_SCALE, loop_pose_template, plan_pose_chunks,
                                     predict_head_pose)
-from aniportrait.audio.waveform import frame_count, load_speech_file, normalize_speech
+from aniportrait.audio.waveform import frame_count, normalize_speech
 from aniportrait.smoothing import smooth_pose_seq
+from tests.reference_code import load_speech_file
 
 from .compare import Comparison, compare
 
