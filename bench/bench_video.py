@@ -35,12 +35,13 @@ from aniportrait.checkpoint import device_and_dtype
 from aniportrait.video import memory_plan
 from aniportrait.video.clip_encoder import IMAGE_ENCODER_CONFIG, encode_image
 from aniportrait.video.context import context_windows
+from aniportrait.video.decoding import decode_video
 from aniportrait.video.loading import build_denoising_unet, build_pose_guider, build_reference_unet
 from aniportrait.video.pipeline import EncodedReference, SamplerRun, SamplerSettings, encode_reference, generate
 from aniportrait.video.reference_unet import round_bank_like_original
 from aniportrait.video.scheduler import DDIMScheduler
 from aniportrait.video.sd15_unet_config import SD15_UNET_CONFIG
-from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, encode_latent, vae_pixel_values
+from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, encode_latent, vae_pixel_values
 
 GIB = 2 ** 30
 
@@ -187,9 +188,9 @@ def time_denoising_stages(meter: Meter, models: SimpleNamespace, reference: Enco
                                                  pose_features=features, reference_bank=bank,
                                                  reference_mask=[False, True]), repeats),
         "ddim_step": timed(meter, lambda: scheduler.step(latents, 999, latents), repeats),
-        "vae_decode_frame": timed(meter, lambda: decode_latents(models.vae, latents[:, :, :1]), repeats),
-        "vae_decode_video": timed(meter, lambda: decode_latents(models.vae, latents, decode_batch), 0),
-        "vae_decode_video_one_per_call": timed(meter, lambda: decode_latents(models.vae, latents, 1), 0),
+        "vae_decode_frame": timed(meter, lambda: decode_video(models.vae, latents[:, :, :1]), repeats),
+        "vae_decode_video": timed(meter, lambda: decode_video(models.vae, latents, decode_batch), 0),
+        "vae_decode_video_one_per_call": timed(meter, lambda: decode_video(models.vae, latents, 1), 0),
     }
     stages["vae_decode_video"]["frames_per_call"] = decode_batch
     return stages

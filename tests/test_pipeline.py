@@ -20,10 +20,11 @@ from safetensors.torch import load_file, save_file
 from aniportrait.checkpoint import read_state_dict
 from aniportrait.video.clip_encoder import encode_image, load_image_encoder
 from aniportrait.video.context import context_windows, frame_coverage
+from aniportrait.video.decoding import decode_video
 from aniportrait.video.motion_module import VanillaTemporalModule
 from aniportrait.video.pipeline import (VIDEO_MODEL_PARTS, SamplerRun, SamplerSettings, encode_reference, generate,
                                         initial_noise, load_video_models, snap_to_latent_grid)
-from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, decode_latents, load_vae, to_diffusers_layout
+from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, load_vae, to_diffusers_layout
 from tests.golden.cases_video import tiny_video_files
 
 SIZE = 64
@@ -107,11 +108,11 @@ def test_one_window_per_unet_call_matches_batched_windows(models, reference, pos
 
 def test_decoding_several_frames_per_call_matches_frame_by_frame(models):
     latents = torch.randn((1, 4, 5, 8, 8), generator=torch.Generator().manual_seed(3))
-    per_frame = decode_latents(models.vae, latents, frames_per_call=1)
+    per_frame = decode_video(models.vae, latents, frames_per_call=1)
     assert per_frame.shape == (5, SIZE, SIZE, 3)
     for batch in (2, 5):
-        assert (decode_latents(models.vae, latents, frames_per_call=batch) - per_frame).abs().max() < 1e-5
-    assert torch.equal(decode_latents(models.vae, latents, frames_per_call=0), per_frame)  # at least one per call
+        assert (decode_video(models.vae, latents, frames_per_call=batch) - per_frame).abs().max() < 1e-5
+    assert torch.equal(decode_video(models.vae, latents, frames_per_call=0), per_frame)  # at least one per call
 
 
 def test_pose_features_recomputed_or_cached_give_the_same_video(models, reference, poses, short_video):
@@ -314,7 +315,7 @@ def test_vae_with_deprecated_attention_names_loads(golden_dir, tmp_path, models)
     assert any(".proj_attn." in key for key in state)
     save_file(state, str(folder / "diffusion_pytorch_model.safetensors"))
     latents = torch.randn((1, 4, 2, 8, 8), generator=torch.Generator().manual_seed(5))
-    assert torch.equal(decode_latents(load_vae(folder), latents), decode_latents(models.vae, latents))
+    assert torch.equal(decode_video(load_vae(folder), latents), decode_video(models.vae, latents))
 
 
 def test_image_encoder_without_stored_position_ids_loads(golden_dir, tmp_path, models):

@@ -20,7 +20,6 @@ from aniportrait.video.decoding import decode_video
 from aniportrait.video.memory import DeviceMemory
 from aniportrait.video.pipeline import SamplerRun, generate
 from aniportrait.video.speed import apply_speed, compiled_blocks, is_compiled
-from aniportrait.video.vae import decode_latents
 from tests.test_pipeline import SHORT, models, poses, reference  # noqa: F401 (module fixtures)
 
 FRAMES = 12
@@ -118,7 +117,7 @@ def test_out_of_memory_halves_windows_per_call_and_retries(models, reference, po
 
 def test_one_frame_that_does_not_fit_is_decoded_in_tiles(models, monkeypatch, caplog):  # noqa: F811
     latents = torch.randn((1, 4, 3, 8, 8), generator=torch.Generator().manual_seed(3))
-    expected = decode_latents(models.vae, latents, 3)
+    expected = decode_video(models.vae, latents, 3)
     FailingAbove(monkeypatch, models.vae, "decode", limit=0)
     tiles = []
     original_tiled = models.vae.tiled_decode
@@ -154,7 +153,7 @@ def test_decode_batch_with_nan_is_redone_in_float32(models, monkeypatch, caplog)
     latents = torch.randn((1, 4, 4, 8, 8), generator=torch.Generator().manual_seed(4))
     half_vae = torch.nn.Module.to(copy.deepcopy(models.vae), torch.bfloat16)
     # the retry runs the half-precision weights in float32 (the full-precision file is not at hand)
-    expected = decode_latents(torch.nn.Module.to(copy.deepcopy(half_vae), torch.float32), latents, 2)
+    expected = decode_video(torch.nn.Module.to(copy.deepcopy(half_vae), torch.float32), latents, 2)
     vae_class = type(half_vae)
     original = vae_class.decode
 

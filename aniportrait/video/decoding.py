@@ -3,7 +3,7 @@ a batch that overflows in half precision.
 
 Every layer of the decoder works per image, so batch size and tiling change the result only by float rounding
 (tiles blend at their seams, a visible but small difference), and the numbers of a healthy half-precision batch are
-those of ``vae.decode_latents``. The VAE may run in another dtype than the UNet (ComfyUI's ``--fp32-vae``): each
+those of the original's ``decode_latents``. The VAE may run in another dtype than the UNet (ComfyUI's ``--fp32-vae``): each
 batch is cast to the VAE's dtype.
 """
 from __future__ import annotations
@@ -66,13 +66,14 @@ class _Decoder:
 
 
 @torch.no_grad()
-def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int, memory: DeviceMemory,
-                 check_interrupt: InterruptCheck | None = None, progress: ProgressFn | None = None,
-                 sink: FrameSink | None = None) -> torch.Tensor | None:
+def decode_video(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int = 1,
+                 memory: DeviceMemory | None = None, check_interrupt: InterruptCheck | None = None,
+                 progress: ProgressFn | None = None, sink: FrameSink | None = None) -> torch.Tensor | None:
     """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time
     (fewer after running out of memory, tiled when even one frame does not fit). Each batch goes to the CPU as soon
     as it is decoded, so device memory holds one batch of images at most. With ``sink``, each batch goes to it, in
     order, and nothing of the video's size is held (returns None). ``progress(done, F)`` counts decoded frames."""
+    memory = memory or DeviceMemory()
     if latents.ndim != 5 or latents.shape[0] != 1:
         raise ValueError(f"expected latents (1, 4, F, h, w), got {tuple(latents.shape)}")
     num_frames = latents.shape[2]

@@ -24,7 +24,6 @@ from PIL import Image
 from ..checkpoint import build_uninitialised, device_and_dtype, load_weights, read_state_dict
 from ..data import check_rgb_image
 from ..files import with_safetensors_variant
-from ..progress import InterruptCheck
 
 LATENT_SCALE = 0.18215  # hard-coded in the original pipeline (not read from the VAE's config)
 # pixels per latent: the original derives it from the VAE config (2 ** (levels - 1)); load_vae refuses other VAEs
@@ -149,13 +148,3 @@ def encode_latent(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """Scaled posterior mean (B, 4, H/8, W/8) of images in [-1, 1]."""
     device, dtype = device_and_dtype(vae)
     return vae.encode(pixels.to(device=device, dtype=dtype)).latent_dist.mean * LATENT_SCALE
-
-
-def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, frames_per_call: int = 1,
-                   check_interrupt: InterruptCheck | None = None) -> torch.Tensor:
-    """(1, 4, F, h, w) latents -> (F, H, W, 3) float32 RGB in [0, 1] on the CPU, ``frames_per_call`` at a time:
-    ``decoding.decode_video`` with the library's memory handling."""
-    from .decoding import decode_video  # these build on this module
-    from .memory import DeviceMemory
-
-    return decode_video(vae, latents, frames_per_call, DeviceMemory(), check_interrupt)

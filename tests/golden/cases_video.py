@@ -16,10 +16,11 @@ from PIL import Image
 
 from aniportrait.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
 from aniportrait.video.context import context_windows
+from aniportrait.video.decoding import decode_video
 from aniportrait.video.pipeline import (SamplerRun, SamplerSettings, VideoModelFiles, encode_reference, generate,
                                         load_video_models)
 from aniportrait.video.scheduler import DDIMConfig, DDIMScheduler
-from aniportrait.video.vae import decode_latents, encode_latent, load_vae, vae_pixel_values
+from aniportrait.video.vae import encode_latent, load_vae, vae_pixel_values
 
 from .compare import Comparison, compare
 from .tiny import tiny_lmk2video_config
@@ -71,7 +72,7 @@ def check_clip_vae(case: str, info: dict, golden: Path) -> list[Comparison]:
     vae_input = vae_pixel_values(image, args["W"], args["H"])
     with torch.no_grad():
         posterior = vae.encode(vae_input).latent_dist
-    decoded = decode_latents(vae, torch.from_numpy(data["decode_latents_input"]))
+    decoded = decode_video(vae, torch.from_numpy(data["decode_latents_input"]))
     return [
         compare(case, "clip_pixel_values", pixels, data["clip_pixel_values"], EXACT),
         compare(case, "image_embeds", encode_image(encoder, image), data["image_embeds"], TOL_EMBEDS),
