@@ -179,8 +179,12 @@ def test_running_a_video_workflow_as_loaded_asks_to_pick_a_video(default_ui, def
         while (!dialogs() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
         return dialogs();""", workflow)
     default_ui.screenshot(ARTIFACTS / f"layout_pick_a_file_{name}.png")
-    default_ui.eval("for (const button of document.querySelectorAll('.p-dialog button[aria-label=\"Close\"]')) "
-                    "button.click();")
+    # closed, and gone before the next test: a dialog still closing keeps ComfyUI from opening the next one
+    default_ui.eval("""
+        for (const button of document.querySelectorAll('.p-dialog button[aria-label="Close"]')) button.click();
+        const deadline = Date.now() + 5000;
+        while (document.querySelector('.p-dialog') && Date.now() < deadline)
+          await new Promise((resolve) => setTimeout(resolve, 100));""")
     assert f'Pick a video in "{title}"' in dialog and "Read me" in dialog
     assert "validation" not in dialog.lower()
     client = ComfyClient(default_server.url)
