@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import argparse
 import resource
-from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import Wav2Vec2Config
 
-from bench.common import machine_description, timed, write_results
+from bench.common import SHARED, machine_description, timed, write_results
 from aniportrait.audio.audio2mesh import Audio2MeshModel, load_audio2mesh
-from aniportrait.audio.audio2pose import Audio2PoseModel
+from aniportrait.audio.audio2pose import Audio2PoseModel, decode_naive
 from aniportrait.audio.head_pose import head_pose_from_audio
 from aniportrait.audio.wav2vec2 import Wav2Vec2FrameEncoder
 from aniportrait.audio.waveform import SAMPLE_RATE, frame_count, normalize_speech
-from tests.reference_code import decode_naive
 
-TINY = Path(__file__).resolve().parents[2] / "shared" / "golden" / "tiny"
+TINY = SHARED / "golden" / "tiny"
 FPS = 30.0
 CHUNK_FRAMES = 150
 

@@ -21,8 +21,8 @@ from bench.bench_video import denoising_models, reference_models, synthetic_inpu
 from bench.common import SHARED, machine_description, timed, write_results
 from aniportrait.video.frame_interpolation import interpolate, load_film, select_keyframes
 from aniportrait.video.pipeline import SamplerSettings, encode_reference, generate, load_video_models
-from tests.golden.cases_video import tiny_video_files
-from tests.harness.film_stand_in import write_film_stand_in
+from aniportrait.tiny_models import tiny_video_files
+from aniportrait.tiny_models import write_film_stand_in
 
 DEFAULTS = {"tiny": {"size": 128, "frames": 48, "steps": 4}, "full": {"size": 64, "frames": 24, "steps": 2}}
 

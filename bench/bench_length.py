@@ -30,7 +30,7 @@ from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
 from aniportrait.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
 from scripts.animate import SAMPLERS
 from scripts.workflow_api import set_inputs, workflow_to_prompt
-from tests.harness.models_dir import build_models_dir
+from aniportrait.tiny_models import build_models_dir
 
 REPO = Path(__file__).resolve().parents[1]
 COMFY_ROOT = Path(os.environ.get("ANIPORTRAIT_COMFY_ROOT", Path.home() / ".cache" / "aniportrait-comfyui"))

@@ -11,7 +11,7 @@ import pytest
 
 from aniportrait.comfy_host import OFFLINE_ENV, ComfyClient, ComfyServer
 from aniportrait.registry import MODELS_FOLDER_NAME, PACK_FOLDER_NAME
-from tests.harness.models_dir import build_models_dir
+from aniportrait.tiny_models import build_models_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIPORTRAIT_SHARED", REPO.parent / "shared")).resolve()

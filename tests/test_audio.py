@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from aniportrait.audio.audio2mesh import load_audio2mesh
-from aniportrait.audio.audio2pose import PositionalEncoding, alibi_causal_mask, load_audio2pose
+from aniportrait.audio.audio2pose import PositionalEncoding, alibi_causal_mask, decode_naive, load_audio2pose
 from aniportrait.audio.head_pose import (head_pose_from_audio, load_pose_template, loop_pose_template, plan_pose_chunks,
                                     predict_head_pose)
 from aniportrait.audio.wav2vec2 import (Wav2Vec2FrameEncoder, load_encoder_config, load_hub_weights,
@@ -26,7 +26,7 @@ from aniportrait.audio.waveform import (decode_audio_file, frame_count, normaliz
 from aniportrait.checkpoint import CheckpointMismatchError, read_state_dict
 from aniportrait.position_table import sinusoidal_positions
 from aniportrait.smoothing import smooth_pose_seq
-from tests.reference_code import decode_naive, load_speech_file
+from tests.reference_code import load_speech_file
 
 POS_CONV = "encoder.pos_conv_embed.conv."
 

@@ -9,7 +9,7 @@ import torch
 
 from aniportrait.video.frame_interpolation import (KeyframePlan, insertion_schedule, interpolate, load_film,
                                               pad_to_length, select_keyframes)
-from tests.harness.film_stand_in import write_film_stand_in
+from aniportrait.tiny_models import write_film_stand_in
 
 
 class TinyFilm(torch.nn.Module):

@@ -25,7 +25,7 @@ from aniportrait.video.motion_module import VanillaTemporalModule
 from aniportrait.video.pipeline import (VIDEO_MODEL_PARTS, SamplerRun, SamplerSettings, encode_reference, generate,
                                         initial_noise, load_video_models, snap_to_latent_grid)
 from aniportrait.video.vae import SD_VAE_FT_MSE_CONFIG, load_vae, to_diffusers_layout
-from tests.golden.cases_video import tiny_video_files
+from aniportrait.tiny_models import tiny_video_files
 
 SIZE = 64
 SUM = "sum (original, guidance<=1)"

@@ -4,7 +4,6 @@ whole-video path, the memory held must not grow with the length beyond the laten
 leave neither a finished-looking file nor its work tensors."""
 from __future__ import annotations
 
-from dataclasses import replace
 import gc
 import warnings
 

@@ -16,7 +16,7 @@ from aniportrait.video.config import PoseGuiderConfig
 from aniportrait.video.reference_unet import round_bank_like_original
 from tests.golden import cases_unet
 from tests.golden.runner import run_cases
-from tests.golden.tiny import tiny_lmk2video_config
+from aniportrait.tiny_models import tiny_lmk2video_config
 
 FRAMES, LATENT_SIZE, POSE_SIZE = 4, 8, 64
 

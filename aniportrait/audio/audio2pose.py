@@ -9,7 +9,7 @@ The original re-runs the whole decoder over all tokens for every new frame (O(L^
 mask is causal, earlier outputs never change, so ``Audio2PoseModel.decode`` computes each frame once with cached
 keys/values; and because the memory mask is diagonal, frame i's cross-attention is exactly
 ``out_proj(v_proj(memory_i))`` (a softmax over a single unmasked entry is 1), computed for all frames up front.
-The original's step-by-step loop is kept in ``tests/reference_code.py`` for the equality test and the benchmark.
+``decode_naive`` is the original's loop, kept for the equality test and the benchmark.
 """
 from __future__ import annotations
 
@@ -142,6 +142,25 @@ def _decoder_layer_step(layer: nn.TransformerDecoderLayer, hidden: torch.Tensor,
     hidden = layer.norm1(hidden + attention.out_proj(context.reshape(1, -1)))
     hidden = layer.norm2(hidden + cross)
     return layer.norm3(hidden + layer.linear2(layer.activation(layer.linear1(hidden))))
+
+
+@torch.no_grad()
+def decode_naive(model: Audio2PoseModel, memory: torch.Tensor, id_seed: int) -> torch.Tensor:
+    """The original's decoding loop: the full decoder re-run over all tokens for every new frame.
+    Reference for tests and the benchmark only (``Audio2PoseModel.decode`` gives the same numbers)."""
+    length = memory.shape[1]
+    identity = model.identity(id_seed)[None, None]
+    positions = model.PPE.table(length)[None]
+    tokens = model.pose_map(memory.new_zeros(1, 1, model.pose_map.in_features))
+    memory_mask = ~torch.eye(length, dtype=torch.bool, device=memory.device)
+    for step in range(length):
+        count = step + 1
+        hidden = tokens + positions[:, :count] + identity
+        output = model.transformer_decoder(hidden, memory, tgt_mask=alibi_causal_mask(NUM_HEADS, count).to(memory),
+                                           memory_mask=memory_mask[:count])
+        poses = model.pose_map_r(output)
+        tokens = torch.cat([tokens, model.pose_map(poses[:, -1]).unsqueeze(1)], dim=1)
+    return poses
 
 
 def load_audio2pose(checkpoint: Path | str, wav2vec2_folder: Path | str,

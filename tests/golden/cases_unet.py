@@ -16,7 +16,7 @@ from aniportrait.video.pose_guider import PoseGuider
 from aniportrait.video.reference_unet import round_bank_like_original
 
 from .compare import Comparison, compare
-from .tiny import tiny_lmk2video_config
+from aniportrait.tiny_models import tiny_lmk2video_config
 
 POSE_FEATURE_TOL = 1e-3  # PoseGuider features: measured 1.1e-4 (fea4, no SIMD), README 4.5e-5
 NOISE_PRED_TOL = 1e-4    # UNet3D output: measured 9.1e-6, README 3.6e-6

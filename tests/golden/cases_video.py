@@ -17,13 +17,12 @@ from PIL import Image
 from aniportrait.video.clip_encoder import clip_pixel_values, encode_image, load_image_encoder
 from aniportrait.video.context import context_windows
 from aniportrait.video.decoding import decode_video
-from aniportrait.video.pipeline import (SamplerRun, SamplerSettings, VideoModelFiles, encode_reference, generate,
-                                        load_video_models)
+from aniportrait.video.pipeline import SamplerRun, SamplerSettings, encode_reference, generate, load_video_models
 from aniportrait.video.scheduler import DDIMConfig, DDIMScheduler
 from aniportrait.video.vae import encode_latent, load_vae, vae_pixel_values
 
 from .compare import Comparison, compare
-from .tiny import tiny_lmk2video_config
+from aniportrait.tiny_models import tiny_lmk2video_config, tiny_video_files
 
 EXACT = 0.0              # elementwise IEEE float32 arithmetic on PIL's integer resize output (measured 0)
 TOL_EMBEDS = 1e-5        # CLIP image_embeds: measured 7.2e-7, README 0 (identical)
@@ -41,15 +40,6 @@ RTOL_ALPHAS_CUMPROD = 2e-5
 # step outputs from O(1) golden samples/model outputs: measured 4.2e-7 over the schedule variants above, and 6e-7
 # reported for the main set on another x86 CPU (issue 9)
 TOL_SCHEDULER_STEP = 2e-6
-
-
-def tiny_video_files(golden: Path) -> VideoModelFiles:
-    tiny = golden / "tiny"
-    return VideoModelFiles(
-        denoising_unet=tiny / "denoising_unet.pth", reference_unet=tiny / "reference_unet.pth",
-        motion_module=tiny / "motion_module.pth", pose_guider=tiny / "pose_guider.pth",
-        unet_config=tiny / "stable-diffusion-v1-5" / "unet" / "config.json", vae=tiny / "sd-vae-ft-mse",
-        image_encoder=tiny / "image_encoder", config=tiny_lmk2video_config(golden))
 
 
 @functools.lru_cache(maxsize=1)
