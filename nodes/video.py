@@ -19,9 +19,9 @@ from ..aniportrait.video.config import RELEASED_CONFIG, Lmk2VideoConfig, PoseGui
 from ..aniportrait.video.context import context_windows
 from ..aniportrait.video.memory_plan import sampler_memory_required
 from ..aniportrait.video.pipeline import (EncodedReference, SamplerRun, SamplerSettings, VideoModelFiles,
-                                          encode_reference, generate)
+                                          encode_reference, generate, prepare_pose_images)
 from ..aniportrait.video.pose_guider import check_window_statistics
-from ..aniportrait.video.pose_source import LandmarkPoseImages
+from ..aniportrait.video.pose_source import LandmarkPoseImages, PoseImageArray, PoseSource
 from ..aniportrait.video.speed import apply_speed
 from ..aniportrait.video.streaming import FrameSink
 from ..aniportrait.video_io import VideoWriter
@@ -221,7 +221,7 @@ def sampler_inputs() -> list:
 
 
 def pose_input(reference: EncodedReference, pose_images: torch.Tensor | None,
-               landmarks: LandmarkSequence | None) -> np.ndarray | LandmarkPoseImages:
+               landmarks: LandmarkSequence | None) -> PoseSource:
     """The sampler's pose frames: drawn per window from ``landmarks``, or the ``pose_images`` IMAGE batch in the
     networks' channel order."""
     if (pose_images is None) == (landmarks is None):
@@ -232,43 +232,41 @@ def pose_input(reference: EncodedReference, pose_images: torch.Tensor | None,
     if landmarks is not None:
         return LandmarkPoseImages(landmarks, reference.width, reference.height)
     # IMAGE is display RGB; the networks were trained on the drawing's raw channel order (reversed)
-    return np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
+    raw = np.ascontiguousarray(rgb_images_to_uint8(pose_images, "pose_images")[..., ::-1])
+    return PoseImageArray(prepare_pose_images(raw, reference.width, reference.height))
 
 
-def frame_count(poses: np.ndarray | LandmarkPoseImages) -> int:
-    return len(poses) if isinstance(poses, np.ndarray) else poses.num_frames
-
-
-def sample(models: VideoModelsHandle, reference: EncodedReference, poses: np.ndarray | LandmarkPoseImages,
-           settings: dict, frame_sink: FrameSink | None = None) -> torch.Tensor | None:
-    """Run the sampler with the node's ``settings`` (steps ... speed); frames returned, or given to ``frame_sink``.
-    ComfyUI frees the sampler's working memory before the networks load, and its attention kernel is used."""
-    num_frames = frame_count(poses)
-    closed_loop = LOOP_CHOICES[settings["loop"]]
-    window = len(context_windows(num_frames, settings["context_frames"], settings["context_overlap"], closed_loop)[0])
-    work = sampler_memory_required(window, reference.width, reference.height, settings["cfg"] > 1.0, models.dtype)
-    networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae", memory_required=work)
-    apply_speed(networks.denoising_unet, SPEED_CHOICES[settings["speed"]])
-    bar = SamplerProgress(torch_device())
-    with attention_backend(comfy_attention()):
-        sampling = SamplerSettings(steps=settings["steps"], guidance=settings["cfg"], seed=settings["seed"],
-                                   context_frames=settings["context_frames"],
-                                   context_overlap=settings["context_overlap"],
-                                   window_blend=BLEND_CHOICES[settings["window_blend"]], closed_loop=closed_loop,
-                                   scheduler=models.files.config.scheduler)
-        run = SamplerRun(memory=comfy_device_memory(), progress=bar.progress, check_interrupt=check_interrupt,
-                         preview=bar.preview, frame_sink=frame_sink)
-        return generate(networks, reference, poses, sampling, run)
-
-
-def check_sampler_settings(reference: EncodedReference, poses: np.ndarray | LandmarkPoseImages,
-                           settings: dict) -> None:
-    """The sampler's window settings against each other and the video, before the networks load."""
-    context_frames, context_overlap = settings["context_frames"], settings["context_overlap"]
+def prepare_sampling(models: VideoModelsHandle, reference: EncodedReference, pose_images: torch.Tensor | None,
+                     landmarks: LandmarkSequence | None, steps: int, cfg: float, seed: int, context_frames: int,
+                     context_overlap: int, window_blend: str,
+                     loop: str) -> tuple[PoseSource, SamplerSettings]:
+    """The sampler nodes' inputs as the library's: the pose frames and the settings, checked against each other
+    and the video before the networks load."""
+    poses = pose_input(reference, pose_images, landmarks)
     if context_overlap >= context_frames:
         raise ValueError(f"AniPortrait: context_overlap ({context_overlap}) must be smaller than context_frames "
                          f"({context_frames}); lower context_overlap or raise context_frames.")
-    check_window_statistics(min(context_frames, frame_count(poses)), reference.width, reference.height)
+    check_window_statistics(min(context_frames, poses.num_frames), reference.width, reference.height)
+    settings = SamplerSettings(steps=steps, guidance=cfg, seed=seed, context_frames=context_frames,
+                               context_overlap=context_overlap, window_blend=BLEND_CHOICES[window_blend],
+                               closed_loop=LOOP_CHOICES[loop], scheduler=models.files.config.scheduler)
+    return poses, settings
+
+
+def sample(models: VideoModelsHandle, reference: EncodedReference, poses: PoseSource,
+           settings: SamplerSettings, speed: str, frame_sink: FrameSink | None = None) -> torch.Tensor | None:
+    """Run the sampler; frames returned, or given to ``frame_sink``. ComfyUI frees the sampler's working memory
+    before the networks load, and its attention kernel is used."""
+    window = len(context_windows(poses.num_frames, settings.context_frames, settings.context_overlap,
+                                 settings.closed_loop)[0])
+    work = sampler_memory_required(window, reference.width, reference.height, settings.guidance > 1.0, models.dtype)
+    networks = cached_video_models(models, "denoising_unet", "pose_guider", "vae", memory_required=work)
+    apply_speed(networks.denoising_unet, SPEED_CHOICES[speed])
+    bar = SamplerProgress(torch_device())
+    run = SamplerRun(memory=comfy_device_memory(), progress=bar.progress, check_interrupt=check_interrupt,
+                     preview=bar.preview, frame_sink=frame_sink)
+    with attention_backend(comfy_attention()):
+        return generate(networks, reference, poses, settings, run)
 
 
 class Lmk2VideoSampler(io.ComfyNode):
@@ -289,11 +287,9 @@ class Lmk2VideoSampler(io.ComfyNode):
     @classmethod
     def execute(cls, models, reference: EncodedReference, steps, cfg, seed, context_frames, context_overlap,
                 window_blend, loop, pose_images=None, landmarks=None, speed="default") -> io.NodeOutput:
-        poses = pose_input(reference, pose_images, landmarks)
-        settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
-                        context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
-        check_sampler_settings(reference, poses, settings)
-        frames = sample(models, reference, poses, settings)
+        poses, settings = prepare_sampling(models, reference, pose_images, landmarks, steps, cfg, seed,
+                                           context_frames, context_overlap, window_blend, loop)
+        frames = sample(models, reference, poses, settings, speed)
         return io.NodeOutput(frames.to(mm.intermediate_device()))
 
 
@@ -321,17 +317,15 @@ class Lmk2VideoSamplerToFile(io.ComfyNode):
         if landmarks is not None and not same_fps(landmarks.fps, fps, WIDGET_FPS_TOLERANCE):
             raise ValueError(f"AniPortrait: the landmarks are at {landmarks.fps:g} fps but 'fps' is {fps:g}; the "
                              "lips would drift from the speech. Connect the same fps to both.")
-        poses = pose_input(reference, pose_images, landmarks)
-        settings = dict(steps=steps, cfg=cfg, seed=seed, context_frames=context_frames,
-                        context_overlap=context_overlap, window_blend=window_blend, loop=loop, speed=speed)
-        check_sampler_settings(reference, poses, settings)
+        poses, settings = prepare_sampling(models, reference, pose_images, landmarks, steps, cfg, seed,
+                                           context_frames, context_overlap, window_blend, loop)
         container = FORMATS[format]
         track = audio_track(audio) if audio is not None else None
         path, subfolder, folder_type = output_file(filename_prefix, save_output, reference.width, reference.height,
                                                    f".{container}")
-        with VideoWriter(path, frame_count(poses), reference.width, reference.height, fps, track, container,
+        with VideoWriter(path, poses.num_frames, reference.width, reference.height, fps, track, container,
                          workflow_metadata(cls.hidden)) as writer:
-            sample(models, reference, poses, settings, lambda frames: writer.write(images_to_uint8(frames)))
+            sample(models, reference, poses, settings, speed, lambda frames: writer.write(images_to_uint8(frames)))
         return saved_video(writer.result, subfolder, folder_type, "Lmk2Video Sampler to Video File")
 
 

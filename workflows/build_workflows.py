@@ -87,16 +87,11 @@ def reference_encode(image: str) -> Node:
                                                               "width": "width.INT", "height": "height.INT"})
 
 
-def sampler(pose_images: str) -> Node:
+def sampler(poses: str, input_name: str = "pose_images") -> Node:
+    """``input_name``: "pose_images", or "landmarks" to draw each window's pose images from them (no Render Pose
+    Image needed)."""
     return Node("sampler", "APK_Lmk2VideoSampler", widgets={"seed": 42},
-                links={"models": "video_models.models", "reference": "reference.reference",
-                       "pose_images": pose_images})
-
-
-def landmark_sampler(landmarks: str) -> Node:
-    """The sampler drawing each window's pose images from the landmarks (no Render Pose Image needed)."""
-    return Node("sampler", "APK_Lmk2VideoSampler", widgets={"seed": 42},
-                links={"models": "video_models.models", "reference": "reference.reference", "landmarks": landmarks})
+                links={"models": "video_models.models", "reference": "reference.reference", input_name: poses})
 
 
 def video_combine(audio: str, fps: str) -> Node:
@@ -301,7 +296,7 @@ def audio_driven_motion_edit() -> Columns:
             edits,
             [project, motion_preview("project.landmarks")],
             [video_models(), reference_encode("face.image")],
-            [landmark_sampler("motion_preview.landmarks"), paste, combine]]
+            [sampler("motion_preview.landmarks", "landmarks"), paste, combine]]
 
 
 def audio_driven_with_driving_video() -> Columns:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Protocol
@@ -349,9 +349,10 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
         with checking_interrupt(run.check_interrupt, unet, pose_guider, vae), \
                 attention_backend(check_interrupt=run.check_interrupt):
             progress = run.progress
+            # the denoising's share of the progress: windows out of all the work, decoding included
+            denoising = replace(run, progress=progress and (lambda done, _: progress(done, total_work)))
             latents = _denoise(unet, pose_guider, reference, poses, latents.to(device), scheduler, sampling,
-                               memory, _Callbacks(progress and (lambda done, _: progress(done, total_work)),
-                                                  run.check_interrupt, run.on_step, run.preview))
+                               denoising)
             decode_batch = run.decode_batch
             if decode_batch is None:
                 # measured again: the denoising work tensors are gone now
@@ -370,14 +371,6 @@ def generate(models: VideoModels, reference: EncodedReference, pose_images: np.n
 
 
 @dataclass
-class _Callbacks:
-    progress: ProgressFn | None
-    check_interrupt: InterruptCheck | None
-    on_step: Callable[[int, torch.Tensor], None] | None
-    preview: Callable[[torch.Tensor], None] | None
-
-
-@dataclass
 class _UNetCalls:
     """The UNet calls of one denoising step: ``self(start, stop)`` adds the predictions of windows start..stop-1
     (one call) to ``blend``, which steps each frame once all its windows are in. An object, not a closure: a
@@ -393,12 +386,12 @@ class _UNetCalls:
     blend: WindowBlend
     done_before: int
     total: int
-    callbacks: _Callbacks
+    run: SamplerRun
     pad_to: int = 0  # when > 0, every call gets this many windows (a compiled UNet then never recompiles)
 
     def __call__(self, start: int, stop: int) -> None:
-        if self.callbacks.check_interrupt:
-            self.callbacks.check_interrupt()
+        if self.run.check_interrupt:
+            self.run.check_interrupt()
         real = list(range(start, stop))
         if self.pad_to and stop < len(self.batches.indices):
             self.pad_to = stop - start  # a full group: the size to pad to (smaller after running out of memory)
@@ -414,13 +407,13 @@ class _UNetCalls:
         for position, window_index in enumerate(real):
             # this window's rows: its unconditional and its conditional prediction
             self.blend.add(self.batches.windows[window_index], prediction[position::len(group)])
-        if self.callbacks.progress:
-            self.callbacks.progress(self.done_before + stop, self.total)
+        if self.run.progress:
+            self.run.progress(self.done_before + stop, self.total)
 
 
 def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: EncodedReference,
              poses: PoseSource, latents: torch.Tensor, scheduler: DDIMScheduler, sampling: _Sampling,
-             memory: DeviceMemory, callbacks: _Callbacks) -> torch.Tensor:
+             run: SamplerRun) -> torch.Tensor:
     """The DDIM loop over all steps and windows (docs/pipeline.md#ddim-loop); returns the final latents, stepped in
     place. Runs of windows share a UNet call (``sampling.windows_per_call``, fewer after running out of memory)."""
     device, dtype = latents.device, latents.dtype
@@ -436,13 +429,13 @@ def _denoise(unet: torch.nn.Module, pose_guider: torch.nn.Module, reference: Enc
     for step, timestep in enumerate(sampling.timesteps):
         blend.start_step(timestep)
         predict = _UNetCalls(unet, batches, pose_features, bank, latents, timesteps[step], blend,
-                             step * len(windows), total, callbacks,
+                             step * len(windows), total, run,
                              pad_to=sampling.windows_per_call if is_compiled(unet) else 0)
-        sampling.windows_per_call = run_in_batches(len(windows), sampling.windows_per_call, predict, memory,
+        sampling.windows_per_call = run_in_batches(len(windows), sampling.windows_per_call, predict, run.memory,
                                                    "context windows per UNet call")
         del predict
-        if callbacks.on_step:
-            callbacks.on_step(step, latents.clone())  # a snapshot: the next step updates the latents in place
-        if callbacks.preview:
-            callbacks.preview(blend.preview_clean)
+        if run.on_step:
+            run.on_step(step, latents.clone())  # a snapshot: the next step updates the latents in place
+        if run.preview:
+            run.preview(blend.preview_clean)
     return latents
